@@ -1,0 +1,1 @@
+"""Model code: the memory-aware transformer, RoPE, LoRA I/O, presets."""

@@ -1,0 +1,108 @@
+"""Named model bundles. Every model-specific number lives here, nowhere else.
+
+- ``wan2.2-a14b``: the real thing (diffusers-format Wan2.2 T2V-A14B + I2V-A14B, StoryMem LoRA).
+- ``tiny``: a random-weight miniature of the same architecture, built in code, for tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+# Wan2.2's default negative prompt (shared config of the official code).
+WAN_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
+    "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
+    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampler settings for one kind of shot. `guidance` is for the high-noise expert
+    (t >= boundary * 1000), `guidance_2` for the low-noise expert."""
+
+    steps: int
+    shift: float
+    boundary: float
+    guidance: float
+    guidance_2: float
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    height: int
+    width: int
+    num_frames: int
+    fps: int
+    t2v: Sampling  # first shot without references
+    m2v: Sampling  # every memory-conditioned shot
+    dtype: torch.dtype
+    negative_prompt: str
+    max_sequence_length: int  # text tokens
+    # (height, width) pairs the weights were trained on; None = any multiple of 16.
+    trained_resolutions: tuple[tuple[int, int], ...] | None = None
+    max_trained_memory: int = 10  # memory frames seen in training
+    rope_shift: int = 5  # S of the negative RoPE shift
+    # Real weights: diffusers-format repos (hub ids or local folders) and the LoRA repo.
+    t2v_source: str | None = None
+    i2v_source: str | None = None
+    lora_source: str | None = None
+    lora_subfolders: dict[str, str] = field(default_factory=dict)
+    # Presets built in code instead (tiny, toy): returns the pipeline's components.
+    build: Callable[[], dict] | None = None
+
+
+def _tiny_components() -> dict:
+    from .tiny import build_tiny_components
+
+    return build_tiny_components()
+
+
+PRESETS: dict[str, Preset] = {
+    "wan2.2-a14b": Preset(
+        name="wan2.2-a14b",
+        description="Wan2.2 T2V-A14B (first shot) + I2V-A14B with the StoryMem LoRA; CUDA GPU, ~250 GB of weights",
+        height=480,
+        width=832,
+        num_frames=81,
+        fps=16,
+        t2v=Sampling(steps=40, shift=12.0, boundary=0.875, guidance=3.5, guidance_2=3.5),
+        m2v=Sampling(steps=40, shift=4.0, boundary=0.9, guidance=3.5, guidance_2=3.5),
+        dtype=torch.bfloat16,
+        negative_prompt=WAN_NEGATIVE_PROMPT,
+        max_sequence_length=512,
+        trained_resolutions=((480, 832), (832, 480)),
+        t2v_source="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+        i2v_source="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+        lora_source="Kevin-thu/StoryMem",
+        lora_subfolders={"mi2v": "Wan2.2-MI2V-A14B", "mm2v": "Wan2.2-MM2V-A14B"},
+    ),
+    "tiny": Preset(
+        name="tiny",
+        description="random-weight miniature of the Wan2.2 architecture for tests (output is noise)",
+        height=32,
+        width=32,
+        num_frames=9,
+        fps=8,
+        # Same shifts and boundaries as the real preset so both experts are exercised.
+        t2v=Sampling(steps=4, shift=12.0, boundary=0.875, guidance=3.5, guidance_2=3.5),
+        m2v=Sampling(steps=4, shift=4.0, boundary=0.9, guidance=3.5, guidance_2=3.5),
+        dtype=torch.float32,
+        negative_prompt=WAN_NEGATIVE_PROMPT,
+        max_sequence_length=32,
+        build=_tiny_components,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    from ..errors import InputError
+
+    if name not in PRESETS:
+        raise InputError(f"unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]

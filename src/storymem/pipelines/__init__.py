@@ -1,0 +1,3 @@
+from .storymem import StoryMemPipeline, StoryMemWarning
+
+__all__ = ["StoryMemPipeline", "StoryMemWarning"]

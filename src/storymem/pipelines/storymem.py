@@ -1,0 +1,416 @@
+"""StoryMemPipeline: one call = one shot, conditioned on a memory of keyframes.
+
+A diffusers pipeline (offloading, `to()`, progress bars, `load_lora_weights` come from
+diffusers) holding both Wan2.2 I2V experts with the StoryMem LoRA, and optionally both T2V
+experts for a first shot without memory. The VAE and text encoder are shared.
+
+    pipe = StoryMemPipeline.from_preset("tiny")
+    frames = pipe.generate_shot("a red fox runs", memory=[img1, img2], seed=0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from diffusers import DiffusionPipeline
+from diffusers.loaders import WanLoraLoaderMixin
+from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
+
+from ..conditioning import (
+    GIVEN_FRAMES,
+    ShotMode,
+    condition_input,
+    condition_mask,
+    condition_pixels,
+    kept_frames,
+    mode_for,
+    model_input,
+    num_latent_frames,
+)
+from ..errors import InputError, LoraError
+from ..models import lora as lora_io
+from ..models.loading import load_components
+from ..models.presets import Preset, Sampling, get_preset
+from ..models.transformer import StoryMemWanTransformer3DModel
+
+Image = PIL.Image.Image | np.ndarray
+
+
+class StoryMemWarning(UserWarning):
+    """Settings that work but leave what the weights were trained for."""
+
+
+class _Lru(OrderedDict):
+    """A small least-recently-used cache (prompt embeddings, keyframe latents)."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def get_or_make(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return self.put(key, make())
+
+    def put(self, key, value):
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+        return value
+
+
+def _as_pil(image: Image, what: str) -> PIL.Image.Image:
+    if isinstance(image, PIL.Image.Image):
+        return image.convert("RGB")
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise InputError(f"{what}: expected a PIL image or an HxWx3 uint8 array, got {array.dtype} {array.shape}")
+    return PIL.Image.fromarray(array)
+
+
+def image_to_tensor(image: PIL.Image.Image, height: int, width: int) -> torch.Tensor:
+    """[1, 3, H, W] in [-1, 1]; other sizes are resized bicubically, as the published code does."""
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0
+    if pixels.shape[-2:] != (height, width):
+        pixels = F.interpolate(pixels, size=(height, width), mode="bicubic", align_corners=False)
+    return pixels
+
+
+class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
+    model_cpu_offload_seq = "text_encoder->t2v_transformer->t2v_transformer_2->transformer->transformer_2->vae"
+    _optional_components = ["t2v_transformer", "t2v_transformer_2"]
+
+    def __init__(
+        self,
+        tokenizer,
+        text_encoder,
+        vae,
+        scheduler,
+        transformer: StoryMemWanTransformer3DModel,
+        transformer_2: StoryMemWanTransformer3DModel,
+        t2v_transformer=None,
+        t2v_transformer_2=None,
+        preset: str = "wan2.2-a14b",
+    ):
+        super().__init__()
+        for name, expert in (("transformer", transformer), ("transformer_2", transformer_2)):
+            if not isinstance(expert, StoryMemWanTransformer3DModel):
+                # A stock Wan transformer would silently give memory the wrong time positions.
+                raise InputError(f"{name} must be a StoryMemWanTransformer3DModel, got {type(expert).__name__}")
+        self.register_modules(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            vae=vae,
+            scheduler=scheduler,
+            transformer=transformer,
+            transformer_2=transformer_2,
+            t2v_transformer=t2v_transformer,
+            t2v_transformer_2=t2v_transformer_2,
+        )
+        self.register_to_config(preset=preset)
+        self.preset: Preset = get_preset(preset)
+        self.temporal_scale = vae.config.scale_factor_temporal
+        self.spatial_scale = vae.config.scale_factor_spatial
+        self.video_processor = VideoProcessor(vae_scale_factor=self.spatial_scale)
+        self.lora_variant: str | None = None
+        self._prompt_cache = _Lru(64)
+        self._latent_cache = _Lru(64)
+        self.set_memory_rope_shift(self.preset.rope_shift)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_preset(
+        cls,
+        name: str,
+        *,
+        t2v: str | None = None,
+        i2v: str | None = None,
+        load_t2v: bool = True,
+        lora: str | bool | None = None,
+        variant: str = "mi2v",
+        torch_dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ) -> "StoryMemPipeline":
+        """Build a pipeline from a named preset (``tiny``, ``wan2.2-a14b``).
+
+        t2v / i2v: diffusers-format folders or hub ids overriding the preset's.
+        lora: a LoRA source (folder, file or hub id); None = the preset's own (if any); False = none.
+        """
+        preset = get_preset(name)
+        kwargs = {} if preset.build else dict(t2v=t2v, i2v=i2v, load_t2v=load_t2v, torch_dtype=torch_dtype)
+        pipe = cls(**load_components(preset, **kwargs), preset=name)
+        if device is not None:
+            pipe.to(device)
+        source = preset.lora_source if lora is None else lora
+        if source:
+            pipe.load_storymem_lora(source, variant=variant)
+        return pipe
+
+    def set_memory_rope_shift(self, shift: int) -> None:
+        """S of the negative RoPE shift (5 for the released weights; 1 = the first code release)."""
+        for expert in (self.transformer, self.transformer_2):
+            expert.register_to_config(memory_rope_shift=int(shift))
+
+    # ------------------------------------------------------------------ LoRA
+    def load_storymem_lora(
+        self, path: str | Path | None = None, variant: str = "mi2v", alpha: float | None = None, strict: bool = True
+    ) -> None:
+        """Load StoryMem LoRA weights into both I2V experts with the rsLoRA scale alpha/sqrt(r).
+
+        path: a folder with backbone_high_noise/low_noise.safetensors, the released repo's root
+        (variant subfolders), one expert's file, or a hub id. alpha defaults to the file's
+        metadata, else r (the released weights: scale sqrt(128) = 11.31).
+        """
+        if variant not in ("mi2v", "mm2v"):
+            raise InputError(f"LoRA variant must be 'mi2v' or 'mm2v', got {variant!r}")
+        source = path or self.preset.lora_source
+        if not source:
+            raise LoraError(f"the {self.preset.name} preset has no default StoryMem LoRA; pass a path")
+        files = lora_io.resolve_lora_files(source, variant, self.preset.lora_subfolders)
+        if Path(source).is_dir() and len(files) != 2:
+            missing = [lora_io.EXPERT_FILES[e] for e in lora_io.EXPERT_FILES if e not in files]
+            raise LoraError(f"{source}: missing {', '.join(missing)}.safetensors (one file per expert)")
+        for expert, file in files.items():
+            weights, metadata = lora_io.read_lora_file(file)
+            file_alpha = alpha if alpha is not None else (float(metadata["lora_alpha"]) if "lora_alpha" in metadata else None)
+            model = self.transformer if expert == "high" else self.transformer_2
+            lora_io.load_expert_lora(model, weights, str(file), alpha=file_alpha, strict=strict)
+        self.lora_variant = variant
+
+    def save_storymem_lora(self, folder: str | Path) -> list[Path]:
+        """Write the loaded/trained StoryMem LoRA in the official format (one file per expert)."""
+        written = []
+        for expert, model in (("high", self.transformer), ("low", self.transformer_2)):
+            config = getattr(model, "peft_config", {}).get(lora_io.ADAPTER_NAME)
+            if config is None:
+                continue
+            path = Path(folder) / f"{lora_io.EXPERT_FILES[expert]}.safetensors"
+            lora_io.save_lora_file(path, lora_io.expert_state_dict(model), rank=config.r, alpha=config.lora_alpha)
+            written.append(path)
+        if not written:
+            raise LoraError("no StoryMem LoRA is loaded in either expert; nothing to save")
+        return written
+
+    # ------------------------------------------------------------------ encoders (cached)
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """UMT5 embeddings [1, L, D], zero past the prompt's tokens (as Wan). Cached per prompt."""
+        device = self._execution_device
+
+        def encode():
+            max_len = self.preset.max_sequence_length
+            tokens = self.tokenizer(
+                [prompt_clean(prompt)],
+                padding="max_length",
+                max_length=max_len,
+                truncation=True,
+                add_special_tokens=True,
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+            ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+            hidden = self.text_encoder(ids, mask).last_hidden_state
+            return hidden * mask[..., None].to(hidden.dtype)
+
+        return self._prompt_cache.get_or_make((prompt, device), encode)
+
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, self.vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(self.vae.config.latents_mean).view(shape).to(like.device, torch.float32)
+        std = torch.tensor(self.vae.config.latents_std).view(shape).to(like.device, torch.float32)
+        return mean, std
+
+    def vae_encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels [B, 3, F, H, W] in [-1, 1] -> normalised latents (distribution mode), fp32."""
+        device = self._execution_device
+        posterior = self.vae.encode(pixels.to(device, self.vae.dtype)).latent_dist
+        latents = posterior.mode().float()
+        mean, std = self._latent_stats(latents)
+        return (latents - mean) / std
+
+    def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
+        mean, std = self._latent_stats(latents)
+        return self.vae.decode((latents.float() * std + mean).to(self.vae.dtype), return_dict=False)[0]
+
+    def encode_keyframes(self, images: Sequence[Image], height: int, width: int) -> torch.Tensor:
+        """Memory latents [1, 16, M, h, w]: each keyframe encoded alone as a 1-frame video, once.
+
+        Latents are cached by image content and size, so a keyframe that stays in memory for
+        ten shots is encoded once.
+        """
+        pils = [_as_pil(img, f"memory[{i}]") for i, img in enumerate(images)]
+        keys = [(hashlib.sha1(p.tobytes()).hexdigest(), p.size, height, width) for p in pils]
+        todo = [i for i, key in enumerate(keys) if key not in self._latent_cache]
+        if todo:
+            batch = torch.cat([image_to_tensor(pils[i], height, width) for i in todo])  # [n, 3, H, W]
+            latents = self.vae_encode(batch[:, :, None])  # [n, 16, 1, h, w]
+            for j, i in enumerate(todo):
+                self._latent_cache.put(keys[i], latents[j : j + 1])  # [1, 16, 1, h, w]
+        device = self._execution_device
+        return torch.cat([self._latent_cache[k].to(device) for k in keys], dim=2)
+
+    def encode_video_condition(
+        self, first_frames: Sequence[Image], num_frames: int, height: int, width: int
+    ) -> torch.Tensor:
+        """Latents [1, 16, T, h, w] of the zero video with the given frames in front (MI2V: 1,
+        MM2V: 5). The plain zero video (M2V) is the same for every shot and is encoded once."""
+        given = None
+        if first_frames:
+            pils = [_as_pil(img, f"first_frames[{i}]") for i, img in enumerate(first_frames)]
+            given = torch.stack([image_to_tensor(p, height, width)[0] for p in pils], dim=1)[None]
+            return self.vae_encode(condition_pixels(given, num_frames, height, width))
+        key = ("zero-video", num_frames, height, width)
+        return self._latent_cache.get_or_make(
+            key, lambda: self.vae_encode(condition_pixels(None, num_frames, height, width))
+        )
+
+    def prepare_condition(
+        self,
+        memory: Sequence[Image],
+        first_frames: Sequence[Image] = (),
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+    ) -> torch.Tensor:
+        """[1, 20, M + T, h, w] = [mask 4 | memory latents ++ video condition latents 16]."""
+        height, width, num_frames = height or self.preset.height, width or self.preset.width, num_frames or self.preset.num_frames
+        video = self.encode_video_condition(first_frames, num_frames, height, width)
+        h, w = video.shape[-2:]
+        memory_latents = (
+            self.encode_keyframes(memory, height, width) if memory else video.new_zeros(1, video.shape[1], 0, h, w)
+        )
+        mask = condition_mask(len(memory), num_frames, len(first_frames), h, w, self.temporal_scale)
+        return condition_input(memory_latents, video, mask.to(video.device))
+
+    # ------------------------------------------------------------------ checks
+    def _check_settings(self, height: int, width: int, num_frames: int, num_memory: int, mode: ShotMode) -> None:
+        step = self.spatial_scale * 2  # VAE stride x patch size
+        if height % step or width % step or height <= 0 or width <= 0:
+            raise InputError(f"height and width must be positive multiples of {step}, got {height}x{width}")
+        trained = self.preset.trained_resolutions
+        if trained and (height, width) not in trained:
+            sizes = ", ".join(f"{w}x{h}" for h, w in trained)
+            warnings.warn(
+                f"{width}x{height} is not a resolution the {self.preset.name} weights were trained on ({sizes}); "
+                "expect weaker results",
+                StoryMemWarning,
+                stacklevel=3,
+            )
+        if num_frames < 1 or (num_frames - 1) % self.temporal_scale:
+            raise InputError(f"num_frames must be {self.temporal_scale}k+1 (e.g. 81), got {num_frames}")
+        if GIVEN_FRAMES[mode] >= num_frames:
+            raise InputError(f"{mode.value} gives {GIVEN_FRAMES[mode]} frames; num_frames must be larger, got {num_frames}")
+        if num_memory > self.preset.max_trained_memory:
+            warnings.warn(
+                f"{num_memory} memory frames; the {self.preset.name} weights were trained with at most "
+                f"{self.preset.max_trained_memory}",
+                StoryMemWarning,
+                stacklevel=3,
+            )
+        if mode is ShotMode.T2V and (self.t2v_transformer is None or self.t2v_transformer_2 is None):
+            raise InputError(
+                "a shot with no memory and no first frames needs the T2V experts, which are not loaded; "
+                "load them (load_t2v=True) or give reference images as memory"
+            )
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate_shot(
+        self,
+        prompt: str,
+        memory: Sequence[Image] | None = None,
+        first_frames: Sequence[Image] | None = None,
+        seed: int = 0,
+        *,
+        negative_prompt: str | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        guidance_scale_2: float | None = None,
+        output_type: str = "pil",
+    ):
+        """Generate one shot.
+
+        memory: keyframes (oldest first); empty + no first_frames = a T2V shot.
+        first_frames: the previous shot's last frame (MI2V) or last 5 frames (MM2V).
+        Returns the shot's own frames: all of them for M2V/T2V, without the given ones for
+        MI2V (num_frames - 1) and MM2V (num_frames - 5). output_type: "pil", "np" or "pt".
+        """
+        memory, first_frames = list(memory or []), list(first_frames or [])
+        try:
+            mode = mode_for(len(memory), len(first_frames))
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        height, width = height or self.preset.height, width or self.preset.width
+        num_frames = num_frames or self.preset.num_frames
+        self._check_settings(height, width, num_frames, len(memory), mode)
+
+        base = self.preset.t2v if mode is ShotMode.T2V else self.preset.m2v
+        sampling = Sampling(
+            steps=num_inference_steps or base.steps,
+            shift=base.shift,
+            boundary=base.boundary,
+            guidance=base.guidance if guidance_scale is None else guidance_scale,
+            guidance_2=base.guidance_2 if guidance_scale_2 is None else guidance_scale_2,
+        )
+        negative = self.preset.negative_prompt if negative_prompt is None else negative_prompt
+        positive_embeds = self.encode_prompt(prompt)
+        negative_embeds = self.encode_prompt(negative) if max(sampling.guidance, sampling.guidance_2) > 1 else None
+
+        if mode is ShotMode.T2V:
+            experts, condition = (self.t2v_transformer, self.t2v_transformer_2), None
+        else:
+            experts = (self.transformer, self.transformer_2)
+            condition = self.prepare_condition(memory, first_frames, height, width, num_frames)
+
+        shape = (
+            1,
+            self.vae.config.z_dim,
+            len(memory) + num_latent_frames(num_frames, self.temporal_scale),
+            height // self.spatial_scale,
+            width // self.spatial_scale,
+        )
+        latents = self._denoise(experts, sampling, shape, positive_embeds, negative_embeds, condition, len(memory), seed)
+        video = self.vae_decode(latents[:, :, len(memory) :])  # memory slots are dropped, never decoded
+        video = video[:, :, kept_frames(num_frames, GIVEN_FRAMES[mode])]
+        self.maybe_free_model_hooks()
+        frames = self.video_processor.postprocess_video(video, output_type=output_type)
+        return frames[0]
+
+    def _denoise(self, experts, sampling: Sampling, shape, positive, negative, condition, num_memory: int, seed: int):
+        """Flow-matching UniPC sampling with two experts and classifier-free guidance. Both CFG
+        branches see the same memory conditioning."""
+        device = self._execution_device
+        scheduler = type(self.scheduler).from_config(self.scheduler.config, flow_shift=sampling.shift)
+        scheduler.set_timesteps(sampling.steps, device=device)
+        boundary = sampling.boundary * scheduler.config.num_train_timesteps
+        # Noise from a CPU generator: the same seed gives the same shot on any device.
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32).to(device)
+        extra = {"num_memory_frames": num_memory} if num_memory else {}
+
+        for t in self.progress_bar(scheduler.timesteps):
+            high_noise = t >= boundary
+            model = experts[0] if high_noise else experts[1]
+            scale = sampling.guidance if high_noise else sampling.guidance_2
+            x = model_input(latents, condition).to(model.dtype)
+            timestep = t.expand(1).to(device)
+            prediction = model(x, timestep, positive.to(model.dtype), return_dict=False, **extra)[0].float()
+            if scale > 1 and negative is not None:
+                unconditional = model(x, timestep, negative.to(model.dtype), return_dict=False, **extra)[0].float()
+                prediction = unconditional + scale * (prediction - unconditional)
+            latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
+        return latents

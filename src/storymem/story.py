@@ -1,0 +1,191 @@
+"""Story scripts in the ST-Bench format: schema, validation, and the flat list of shots.
+
+    {"story_name": str, "story_overview": str,
+     "scenes": [{"scene_num": int, "video_prompts": [str], "first_frame_prompt": [str],
+                 "cut": [bool]}],
+     "references": [str]}          # ours, optional: image paths relative to the script (MR2V)
+
+Every problem is reported as one `StoryError(file, where, problem)`, where `where` is a JSON path
+such as ``scenes[1].cut[0]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from .errors import StoryError
+
+
+def _parse_cut(value: Any) -> bool:
+    """JSON booleans, or the strings "true"/"false" in any case (a published template writes
+    "True"/"False"); anything else is refused rather than read by truthiness."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise PydanticCustomError("cut_value", "must be true or false, got {value}", {"value": json.dumps(value)})
+
+
+Cut = Annotated[bool, BeforeValidator(_parse_cut)]
+
+
+class Scene(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    scene_num: int
+    video_prompts: list[str]
+    first_frame_prompt: list[str] | None = None
+    cut: list[Cut]
+
+
+class Story(BaseModel):
+    """A validated story. Build it with `load_story` (file) or `parse_story` (dict)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    story_name: str = ""
+    story_overview: str = ""
+    scenes: list[Scene] = Field(min_length=1)
+    references: list[str] = []
+
+    @property
+    def shots(self) -> list[Shot]:
+        """All shots in order; memory carries across scenes, so this is the generation order."""
+        out: list[Shot] = []
+        for scene in self.scenes:
+            for i, prompt in enumerate(scene.video_prompts):
+                first = scene.first_frame_prompt[i] if scene.first_frame_prompt else None
+                out.append(Shot(scene.scene_num, i, len(out), prompt, scene.cut[i], first))
+        return out
+
+    def summary(self) -> str:
+        shots = self.shots
+        cuts = sum(s.cut for s in shots)
+        refs = f", {len(self.references)} reference images" if self.references else ""
+        return (
+            f"{self.story_name or 'untitled'}: {len(self.scenes)} scenes, {len(shots)} shots, "
+            f"{cuts} cuts, {len(shots) - cuts} continuations{refs}"
+        )
+
+
+@dataclass(frozen=True)
+class Shot:
+    scene_num: int
+    index: int  # 0-based within the scene
+    global_index: int  # 0-based within the story
+    prompt: str
+    cut: bool
+    first_frame_prompt: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Stable file stem, e.g. ``01_03`` for scene 1, shot 3 (1-based)."""
+        return f"{self.scene_num:02d}_{self.index + 1:02d}"
+
+
+_TYPE_PROBLEMS = {
+    "int_type": "must be an integer",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "dict_type": "must be an object",
+    "missing": "is required",
+    "too_short": "must not be empty",
+}
+
+
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _first_problem(error: ValidationError) -> tuple[str, str]:
+    err = error.errors()[0]
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = Scene if "scenes" in loc[:-1] else Story
+        allowed = ", ".join(model.model_fields)
+        return _where(loc), f"unknown field (allowed: {allowed})"
+    return _where(loc), _TYPE_PROBLEMS.get(kind, err["msg"])
+
+
+def _check_semantics(story: Story) -> tuple[str, str] | None:
+    """Rules a type checker cannot see. Returns (where, problem) of the first violation."""
+    seen: dict[int, int] = {}
+    for s, scene in enumerate(story.scenes):
+        at = f"scenes[{s}]"
+        if scene.scene_num < 1:
+            return f"{at}.scene_num", f"must be a positive integer, got {scene.scene_num}"
+        if scene.scene_num in seen:
+            return f"{at}.scene_num", f"{scene.scene_num} is already used by scenes[{seen[scene.scene_num]}]"
+        seen[scene.scene_num] = s
+        if not scene.video_prompts:
+            return f"{at}.video_prompts", "must not be empty"
+        n = len(scene.video_prompts)
+        if len(scene.cut) != n:
+            return f"{at}.cut", f"has {len(scene.cut)} entries but video_prompts has {n}"
+        if scene.first_frame_prompt is not None and len(scene.first_frame_prompt) != n:
+            return (
+                f"{at}.first_frame_prompt",
+                f"has {len(scene.first_frame_prompt)} entries but video_prompts has {n}",
+            )
+        for i, prompt in enumerate(scene.video_prompts):
+            if not prompt.strip():
+                return f"{at}.video_prompts[{i}]", "must not be empty"
+    if not story.scenes[0].cut[0]:
+        return "scenes[0].cut[0]", "the first shot of a story must be a cut (true): there is no earlier shot to continue"
+    return None
+
+
+def parse_story(data: Any, file: str = "<story>", base_dir: Path | None = None) -> Story:
+    """Validate a decoded JSON object. Reference paths are resolved against `base_dir`."""
+    if not isinstance(data, dict):
+        raise StoryError(file, "", "the top level must be a JSON object with a 'scenes' list")
+    try:
+        story = Story.model_validate(data)
+    except ValidationError as e:
+        raise StoryError(file, *_first_problem(e)) from None
+    problem = _check_semantics(story)
+    if problem:
+        raise StoryError(file, *problem)
+    if story.references and base_dir is not None:
+        resolved = []
+        for i, ref in enumerate(story.references):
+            path = (base_dir / ref).resolve()
+            if not path.is_file():
+                raise StoryError(file, f"references[{i}]", f"image not found: {path}")
+            resolved.append(str(path))
+        story = story.model_copy(update={"references": resolved})
+    return story
+
+
+def load_story(path: str | Path) -> Story:
+    """Read and validate a story script; raises `StoryError` with one clear sentence."""
+    path = Path(path)
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StoryError(file, "", "file not found") from None
+    except IsADirectoryError:
+        raise StoryError(file, "", "is a directory, expected a .json story script") from None
+    except PermissionError:
+        raise StoryError(file, "", "permission denied") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise StoryError(file, "", f"not UTF-8 text (bad byte at offset {e.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise StoryError(file, f"line {e.lineno} column {e.colno}", f"not valid JSON ({e.msg})") from None
+    return parse_story(data, file=file, base_dir=path.parent)
