@@ -48,6 +48,69 @@ def validate(
 
 
 @app.command()
+def shot(
+    prompt: Annotated[str, typer.Argument(help="What happens in the shot.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output video (.mp4).")] = Path("shot.mp4"),
+    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = "tiny",
+    memory: Annotated[list[Path] | None, typer.Option(help="Memory keyframe image, oldest first; repeat.")] = None,
+    first_frames: Annotated[
+        list[Path] | None, typer.Option(help="Previous shot's last frame (MI2V) or last 5 frames (MM2V); repeat.")
+    ] = None,
+    lora: Annotated[
+        str | None, typer.Option(help="StoryMem LoRA folder, file or hub id (default: the preset's).")
+    ] = None,
+    variant: Annotated[str, typer.Option(help="LoRA variant: mi2v or mm2v.")] = "mi2v",
+    seed: int = 0,
+    offload: Annotated[str, typer.Option(help="auto, none, model or sequential (CPU offload on a GPU).")] = "auto",
+    steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the preset's).")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames, 4k+1 (default: the preset's).")] = None,
+    height: int | None = None,
+    width: int | None = None,
+) -> None:
+    """Generate one shot conditioned on memory images (the building block of a story)."""
+    from .pipelines import StoryMemPipeline
+    from .video import load_image, write_video
+
+    memory_images = [load_image(p) for p in memory or []]
+    given = [load_image(p) for p in first_frames or []]
+    pipe = StoryMemPipeline.from_preset(model, lora=lora, variant=variant)
+    _place(pipe, offload)
+    video = pipe.generate_shot(
+        prompt,
+        memory_images,
+        given,
+        seed=seed,
+        num_inference_steps=steps,
+        num_frames=frames,
+        height=height,
+        width=width,
+    )
+    write_video(video, out, fps=pipe.preset.fps)
+    print(f"wrote {out} ({len(video)} frames, {video[0].width}x{video[0].height})")
+
+
+def _place(pipe, offload: str) -> None:
+    """Put the pipeline on the GPU if there is one. `auto` keeps built-in models whole on the
+    device and offloads the real experts model by model (one 14B expert on the GPU at a time)."""
+    import torch
+
+    from .errors import InputError
+
+    if offload not in ("auto", "none", "model", "sequential"):
+        raise InputError(f"--offload must be auto, none, model or sequential, got {offload!r}")
+    if not torch.cuda.is_available():
+        return
+    if offload == "auto":
+        offload = "none" if pipe.preset.build else "model"
+    if offload == "model":
+        pipe.enable_model_cpu_offload()
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload()
+    else:
+        pipe.to("cuda")
+
+
+@app.command()
 def presets() -> None:
     """List the model presets."""
     from .models.presets import PRESETS

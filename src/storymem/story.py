@@ -142,7 +142,10 @@ def _check_semantics(story: Story) -> tuple[str, str] | None:
             if not prompt.strip():
                 return f"{at}.video_prompts[{i}]", "must not be empty"
     if not story.scenes[0].cut[0]:
-        return "scenes[0].cut[0]", "the first shot of a story must be a cut (true): there is no earlier shot to continue"
+        return (
+            "scenes[0].cut[0]",
+            "the first shot of a story must be a cut (true): there is no earlier shot to continue",
+        )
     return None
 
 

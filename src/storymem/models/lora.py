@@ -76,7 +76,9 @@ def to_official_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         match = _KEY.match(key)
         if not match or match.group(2) not in DIFFUSERS_TO_WAN:
             raise LoraError(f"cannot express {key!r} in the StoryMem LoRA format")
-        out[f"{OFFICIAL_PREFIX}blocks.{match.group(1)}.{DIFFUSERS_TO_WAN[match.group(2)]}.{match.group(3)}.weight"] = value
+        out[f"{OFFICIAL_PREFIX}blocks.{match.group(1)}.{DIFFUSERS_TO_WAN[match.group(2)]}.{match.group(3)}.weight"] = (
+            value
+        )
     return out
 
 
@@ -91,7 +93,9 @@ def target_layers(transformer: torch.nn.Module) -> dict[str, torch.nn.Linear]:
     return layers
 
 
-def check_lora(state_dict: dict[str, torch.Tensor], transformer: torch.nn.Module, file: str, strict: bool = True) -> int:
+def check_lora(
+    state_dict: dict[str, torch.Tensor], transformer: torch.nn.Module, file: str, strict: bool = True
+) -> int:
     """Check diffusers-named LoRA weights against the model; returns the rank r.
 
     strict: every target layer of every block must be present (the released weights cover all).
@@ -110,7 +114,13 @@ def check_lora(state_dict: dict[str, torch.Tensor], transformer: torch.nn.Module
     for name in present:
         a, b = state_dict[f"{name}.lora_A.weight"], state_dict[f"{name}.lora_B.weight"]
         layer = layers[name]
-        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != layer.in_features or b.shape[0] != layer.out_features or a.shape[0] != b.shape[1]:
+        if (
+            a.ndim != 2
+            or b.ndim != 2
+            or a.shape[1] != layer.in_features
+            or b.shape[0] != layer.out_features
+            or a.shape[0] != b.shape[1]
+        ):
             bad.append(
                 f"{name} (A {tuple(a.shape)}, B {tuple(b.shape)}; layer is {layer.in_features} -> {layer.out_features})"
             )
@@ -197,7 +207,9 @@ def resolve_lora_files(source: str | Path, variant: str, subfolders: dict[str, s
         for expert, stem in EXPERT_FILES.items():
             if stem in path.name:
                 return {expert: path}
-        raise LoraError(f"{path}: cannot tell which expert this file is for; name it backbone_high_noise.safetensors or backbone_low_noise.safetensors")
+        raise LoraError(
+            f"{path}: cannot tell which expert this file is for; name it backbone_high_noise.safetensors or backbone_low_noise.safetensors"
+        )
     if not path.exists():
         if re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
             path = _download_lora(str(source), subfolders.get(variant, ""))

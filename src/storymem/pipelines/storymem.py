@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import PIL.Image
@@ -142,7 +142,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         variant: str = "mi2v",
         torch_dtype: torch.dtype | None = None,
         device: str | torch.device | None = None,
-    ) -> "StoryMemPipeline":
+    ) -> StoryMemPipeline:
         """Build a pipeline from a named preset (``tiny``, ``wan2.2-a14b``).
 
         t2v / i2v: diffusers-format folders or hub ids overriding the preset's.
@@ -184,7 +184,9 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise LoraError(f"{source}: missing {', '.join(missing)}.safetensors (one file per expert)")
         for expert, file in files.items():
             weights, metadata = lora_io.read_lora_file(file)
-            file_alpha = alpha if alpha is not None else (float(metadata["lora_alpha"]) if "lora_alpha" in metadata else None)
+            file_alpha = (
+                alpha if alpha is not None else (float(metadata["lora_alpha"]) if "lora_alpha" in metadata else None)
+            )
             model = self.transformer if expert == "high" else self.transformer_2
             lora_io.load_expert_lora(model, weights, str(file), alpha=file_alpha, strict=strict)
         self.lora_variant = variant
@@ -284,7 +286,11 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         num_frames: int | None = None,
     ) -> torch.Tensor:
         """[1, 20, M + T, h, w] = [mask 4 | memory latents ++ video condition latents 16]."""
-        height, width, num_frames = height or self.preset.height, width or self.preset.width, num_frames or self.preset.num_frames
+        height, width, num_frames = (
+            height or self.preset.height,
+            width or self.preset.width,
+            num_frames or self.preset.num_frames,
+        )
         video = self.encode_video_condition(first_frames, num_frames, height, width)
         h, w = video.shape[-2:]
         memory_latents = (
@@ -310,7 +316,9 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if num_frames < 1 or (num_frames - 1) % self.temporal_scale:
             raise InputError(f"num_frames must be {self.temporal_scale}k+1 (e.g. 81), got {num_frames}")
         if GIVEN_FRAMES[mode] >= num_frames:
-            raise InputError(f"{mode.value} gives {GIVEN_FRAMES[mode]} frames; num_frames must be larger, got {num_frames}")
+            raise InputError(
+                f"{mode.value} gives {GIVEN_FRAMES[mode]} frames; num_frames must be larger, got {num_frames}"
+            )
         if num_memory > self.preset.max_trained_memory:
             warnings.warn(
                 f"{num_memory} memory frames; the {self.preset.name} weights were trained with at most "
@@ -347,7 +355,8 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         memory: keyframes (oldest first); empty + no first_frames = a T2V shot.
         first_frames: the previous shot's last frame (MI2V) or last 5 frames (MM2V).
         Returns the shot's own frames: all of them for M2V/T2V, without the given ones for
-        MI2V (num_frames - 1) and MM2V (num_frames - 5). output_type: "pil", "np" or "pt".
+        MI2V (num_frames - 1) and MM2V (num_frames - 5). output_type: "pil", "np", "pt", or "latent" (the shot's
+        normalised video latents [1, 16, T, h, w], given frames included).
         """
         memory, first_frames = list(memory or []), list(first_frames or [])
         try:
@@ -383,8 +392,14 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             height // self.spatial_scale,
             width // self.spatial_scale,
         )
-        latents = self._denoise(experts, sampling, shape, positive_embeds, negative_embeds, condition, len(memory), seed)
-        video = self.vae_decode(latents[:, :, len(memory) :])  # memory slots are dropped, never decoded
+        latents = self._denoise(
+            experts, sampling, shape, positive_embeds, negative_embeds, condition, len(memory), seed
+        )
+        latents = latents[:, :, len(memory) :]  # memory slots are dropped, never decoded
+        if output_type == "latent":
+            self.maybe_free_model_hooks()
+            return latents
+        video = self.vae_decode(latents)
         video = video[:, :, kept_frames(num_frames, GIVEN_FRAMES[mode])]
         self.maybe_free_model_hooks()
         frames = self.video_processor.postprocess_video(video, output_type=output_type)
