@@ -26,10 +26,10 @@ def test_every_mode_runs_and_returns_its_own_frames(tiny_pipe, memory):
     m2v = tiny_pipe.generate_shot("the fox jumps", memory=memory)
     mi2v = tiny_pipe.generate_shot("the fox jumps", memory=memory, first_frames=previous[-1:])
     mm2v = tiny_pipe.generate_shot("the fox jumps", memory=memory, first_frames=previous[-5:])
-    assert [len(t2v), len(m2v), len(mi2v), len(mm2v)] == [9, 9, 8, 4]
+    assert [len(t2v), len(m2v), len(mi2v), len(mm2v)] == [13, 13, 12, 8]
     assert all(isinstance(f, PIL.Image.Image) and f.size == (32, 32) for f in t2v + m2v + mi2v + mm2v)
-    longer = tiny_pipe.generate_shot("x", memory=memory, first_frames=previous[-5:], num_frames=13, output_type="np")
-    assert longer.shape == (8, 32, 32, 3)
+    shorter = tiny_pipe.generate_shot("x", memory=memory, first_frames=previous[-5:], num_frames=9, output_type="np")
+    assert shorter.shape == (4, 32, 32, 3)
 
 
 def test_same_seed_same_frames_and_memory_matters(tiny_pipe, memory):
@@ -44,14 +44,14 @@ def test_same_seed_same_frames_and_memory_matters(tiny_pipe, memory):
     # small latent changes on decoding).
     same = tiny_pipe.generate_shot("the fox jumps", memory=memory, seed=3, output_type="latent")
     other = tiny_pipe.generate_shot("the fox jumps", memory=frames_of(5)[:3], seed=3, output_type="latent")
-    assert same.shape == (1, 16, 3, 4, 4)
+    assert same.shape == (1, 16, 4, 4, 4)
     assert (same - other).abs().max() > 1e-3
 
 
 def test_mi2v_first_frame_latent_is_the_encoded_frame(tiny_pipe, memory):
     frame = frames_of(7)[0]
     condition = tiny_pipe.prepare_condition(memory, [frame])
-    assert condition.shape == (1, 20, 3 + 3, 4, 4)
+    assert condition.shape == (1, 20, 3 + 4, 4, 4)
     alone = tiny_pipe.encode_keyframes([frame], 32, 32)  # the frame encoded on its own
     black = tiny_pipe.prepare_condition(memory, [])
     video_latent_0 = condition[:, 4:, 3:4]
@@ -71,7 +71,7 @@ def test_mm2v_condition_covers_two_latents(tiny_pipe, memory):
     pixels = torch.stack(
         [torch.from_numpy(np.asarray(f, np.float32)).permute(2, 0, 1) / 127.5 - 1 for f in previous], 1
     )
-    encoded = tiny_pipe.vae_encode(torch.cat([pixels[None], torch.zeros(1, 3, 4, 32, 32)], 2))
+    encoded = tiny_pipe.vae_encode(torch.cat([pixels[None], torch.zeros(1, 3, 8, 32, 32)], 2))
     torch.testing.assert_close(condition[:, 4:, 3:], encoded, rtol=0, atol=1e-5)
 
 
@@ -99,7 +99,7 @@ def test_keyframes_and_prompts_are_encoded_once(tiny_pipe, memory):
 def test_memory_images_of_other_sizes_are_resized(tiny_pipe):
     big = [PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8))]
     frames = tiny_pipe.generate_shot("a fox", memory=big, output_type="np")
-    assert frames.shape == (9, 32, 32, 3)
+    assert frames.shape == (13, 32, 32, 3)
 
 
 def test_bad_settings_are_refused_or_warned(tiny_pipe, memory):
@@ -171,8 +171,8 @@ def test_cli_shot_writes_a_video(tmp_path):
     cmd += ["--memory", str(images[0]), "--memory", str(images[1]), "--first-frames", str(images[-1])]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"wrote {out} (8 frames, 32x32)"
-    assert read_video(out).shape == (8, 32, 32, 3)
+    assert result.stdout.strip() == f"wrote {out} (12 frames, 32x32)"
+    assert read_video(out).shape == (12, 32, 32, 3)
     result = subprocess.run(cmd[:-2] + ["--first-frames", str(tmp_path / "gone.png")], capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.endswith(f"error: {tmp_path / 'gone.png'}: image not found\n")
     assert "Traceback" not in result.stderr

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from .errors import StoryMemError
+from .errors import InputError, StoryMemError
 from .story import load_story
 
 app = typer.Typer(
@@ -45,6 +45,75 @@ def validate(
             print(f"{path}: ok: {story.summary()}")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    story_path: Annotated[Path, typer.Argument(metavar="STORY.json", help="Story script (ST-Bench format).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = "tiny",
+    lora: Annotated[
+        str | None, typer.Option(help="StoryMem LoRA folder, file or hub id (default: the preset's).")
+    ] = None,
+    variant: Annotated[str, typer.Option(help="mi2v or mm2v: how cut=false shots continue.")] = "mi2v",
+    references: Annotated[
+        list[Path] | None, typer.Option(help="Reference image(s): the initial memory (MR2V); repeat.")
+    ] = None,
+    max_memory: Annotated[int, typer.Option(help="Memory capacity in keyframes.")] = 10,
+    sink: Annotated[int, typer.Option(help="Keyframes kept forever (memory sink).")] = 3,
+    seed: int = 0,
+    steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the preset's).")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per shot, 4k+1 (default: the preset's).")] = None,
+    height: int | None = None,
+    width: int | None = None,
+    quality: Annotated[str | None, typer.Option(help="Keyframe quality filter: hpsv3, aesthetic or none.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a run after its last completed shot.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
+    no_memory: Annotated[bool, typer.Option(help="Baseline: every shot generated independently.")] = False,
+    offload: Annotated[str, typer.Option(help="auto, none, model or sequential (CPU offload on a GPU).")] = "auto",
+) -> None:
+    """Generate a multi-shot story video with memory into a run folder (resumable)."""
+    import time
+
+    from .pipelines import StoryMemPipeline
+
+    story = load_story(story_path)
+    refs = [str(p.resolve()) for p in references] if references else None
+    for ref in refs or []:
+        if not Path(ref).is_file():
+            raise InputError(f"{ref}: reference image not found")
+    start = time.perf_counter()
+    pipe = StoryMemPipeline.from_preset(model, lora=lora, variant=variant)
+    pipe.set_progress_bar_config(leave=False, desc="steps")
+    _place(pipe, offload)
+    try:
+        result = pipe.generate_story(
+            story,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            variant=variant,
+            references=refs,
+            max_memory=max_memory,
+            sink=sink,
+            seed=seed,
+            steps=steps,
+            frames=frames,
+            height=height,
+            width=width,
+            quality=quality,
+            no_memory=no_memory,
+            lora=lora,
+        )
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            f"interrupted; completed shots are kept. Continue with: storymem generate {story_path} --out {out} --resume (and the same options)\n"
+        )
+        raise typer.Exit(130) from None
+    print(
+        f"{result.shots} shots ({result.generated} generated) in {time.perf_counter() - start:.1f}s: "
+        f"{result.video} (storyboard: {result.storyboard})"
+    )
 
 
 @app.command()
@@ -93,8 +162,6 @@ def _place(pipe, offload: str) -> None:
     """Put the pipeline on the GPU if there is one. `auto` keeps built-in models whole on the
     device and offloads the real experts model by model (one 14B expert on the GPU at a time)."""
     import torch
-
-    from .errors import InputError
 
     if offload not in ("auto", "none", "model", "sequential"):
         raise InputError(f"--offload must be auto, none, model or sequential, got {offload!r}")

@@ -61,3 +61,23 @@ def _has_pyav() -> bool:
         return True
     except ImportError:
         return False
+
+
+def concat_videos(paths: list[Path], out: str | Path) -> Path:
+    """Join shot videos in the given order without re-encoding (ffmpeg concat demuxer).
+    The list is explicit: stray files in the folder can never end up in the story."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    out = Path(out)
+    listing = out.with_name(f".{out.stem}.concat.txt")
+    listing.write_text("".join(f"file '{Path(p).resolve()}'\n" for p in paths))
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing)]
+    result = subprocess.run(cmd + ["-c", "copy", str(tmp)], capture_output=True, text=True)
+    listing.unlink()
+    if result.returncode != 0:
+        raise InputError(f"{out}: could not join the shot videos ({result.stderr.strip().splitlines()[-1:]})")
+    os.replace(tmp, out)
+    return out

@@ -53,6 +53,9 @@ class Preset:
     i2v_source: str | None = None
     lora_source: str | None = None
     lora_subfolders: dict[str, str] = field(default_factory=dict)
+    # Keyframe selection: CLIP image embedder (hub id, or "tiny") and the default quality filter.
+    keyframe_embedder: str = "openai/clip-vit-base-patch32"
+    quality: str = "hpsv3"
     # Presets built in code instead (tiny, toy): returns the pipeline's components.
     build: Callable[[], dict] | None = None
 
@@ -87,7 +90,7 @@ PRESETS: dict[str, Preset] = {
         description="random-weight miniature of the Wan2.2 architecture for tests (output is noise)",
         height=32,
         width=32,
-        num_frames=9,
+        num_frames=13,  # MM2V keeps 8, enough to hand 5 on to a continuation
         fps=8,
         # Same shifts and boundaries as the real preset so both experts are exercised.
         t2v=Sampling(steps=4, shift=12.0, boundary=0.875, guidance=3.5, guidance_2=3.5),
@@ -95,6 +98,8 @@ PRESETS: dict[str, Preset] = {
         dtype=torch.float32,
         negative_prompt=WAN_NEGATIVE_PROMPT,
         max_sequence_length=32,
+        keyframe_embedder="tiny",
+        quality="none",
         build=_tiny_components,
     ),
 }

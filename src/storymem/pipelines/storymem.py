@@ -333,6 +333,12 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             )
 
     # ------------------------------------------------------------------ generation
+    def generate_story(self, story, out_dir, **kwargs):
+        """Generate a whole story into a run directory (see `storymem.runner.generate_story`)."""
+        from ..runner import generate_story
+
+        return generate_story(self, story, out_dir, **kwargs)
+
     @torch.no_grad()
     def generate_shot(
         self,
