@@ -67,6 +67,9 @@ def generate(
     height: int | None = None,
     width: int | None = None,
     quality: Annotated[str | None, typer.Option(help="Keyframe quality filter: hpsv3, aesthetic or none.")] = None,
+    aesthetic_head: Annotated[
+        Path | None, typer.Option(help="LAION aesthetic head weights, for --quality aesthetic.")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run after its last completed shot.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
     no_memory: Annotated[bool, typer.Option(help="Baseline: every shot generated independently.")] = False,
@@ -103,6 +106,7 @@ def generate(
             width=width,
             quality=quality,
             no_memory=no_memory,
+            aesthetic_head=aesthetic_head,
             lora=lora,
         )
     except KeyboardInterrupt:

@@ -281,7 +281,17 @@ class StoryRunner:
 
 
 def generate_story(
-    pipe, story: Story, out_dir, *, embedder=None, scorer=None, resume=False, overwrite=False, progress=True, **settings
+    pipe,
+    story: Story,
+    out_dir,
+    *,
+    embedder=None,
+    scorer=None,
+    aesthetic_head=None,
+    resume=False,
+    overwrite=False,
+    progress=True,
+    **settings,
 ) -> StoryResult:
     """Generate (or resume) a whole story into `out_dir`.
 
@@ -305,7 +315,7 @@ def generate_story(
     if scorer is None and not run_settings.no_memory:
         from .scoring import make_quality_scorer
 
-        scorer = make_quality_scorer(run_settings.quality, device=pipe._execution_device)
+        scorer = make_quality_scorer(run_settings.quality, device=pipe._execution_device, aesthetic_head=aesthetic_head)
     runner = StoryRunner(pipe, embedder=embedder, quality=scorer)
     try:
         return runner.run(story, out_dir, run_settings, resume=resume, overwrite=overwrite, progress=progress)

@@ -27,7 +27,7 @@ class MemoryBank:
             return
         self.window.append(keyframe)
         room = self.max_memory - self.sink_size
-        self.window = self.window[len(self.window) - room :] if room else []
+        del self.window[: max(0, len(self.window) - room)]
 
     def extend(self, keyframes) -> None:
         for keyframe in keyframes:

@@ -47,5 +47,5 @@ def select_keyframes(
         chosen = _scan(similarity, passes, hundredths * step)
     if memory_embeddings is not None and len(memory_embeddings):
         to_memory = embeddings[chosen] @ memory_embeddings.float().T
-        chosen = [i for i, row in zip(chosen, to_memory) if row.max() <= dedup_threshold]
+        chosen = [i for i, row in zip(chosen, to_memory, strict=True) if row.max() <= dedup_threshold]
     return chosen

@@ -54,7 +54,8 @@ class AestheticScorer:
     def from_pretrained(cls, head_path: str | Path, clip_id: str = CLIP_L14, device="cpu") -> AestheticScorer:
         from .clip import ClipImageEmbedder
 
-        return cls(ClipImageEmbedder.from_pretrained(clip_id, device=device), load_aesthetic_head(head_path))
+        head = load_aesthetic_head(head_path)  # the small file first: fail fast before a CLIP download
+        return cls(ClipImageEmbedder.from_pretrained(clip_id, device=device), head)
 
     @torch.no_grad()
     def score(self, images: Sequence[PIL.Image.Image]) -> torch.Tensor:
