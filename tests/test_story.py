@@ -159,3 +159,10 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, content, message):
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {path}: {message}")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_shipped_example_is_valid():
+    from conftest import REPO
+
+    story = load_story(REPO / "examples" / "fox.json")
+    assert [s.cut for s in story.shots] == [True, False, True, True, False]
