@@ -26,6 +26,7 @@ import PIL.Image
 import torch
 from tqdm.auto import tqdm
 
+from .conditioning import mode_for
 from .errors import InputError, StoryMemError
 from .memory import Keyframe, MemoryBank, select_keyframes
 from .story import Shot, Story
@@ -236,7 +237,7 @@ class StoryRunner:
         keyframes = [] if settings.no_memory else self._select(run, shot, frames, bank)
         bank.extend(keyframes)
         select_s = time.perf_counter() - t1
-        mode = "t2v" if not memory and not given else {0: "m2v", 1: "mi2v", 5: "mm2v"}[len(given)]
+        mode = mode_for(len(memory), len(given)).value
         return {
             "video": run.relative(run.shot_video(shot)),
             "frames": len(frames),
