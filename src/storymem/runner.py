@@ -190,9 +190,9 @@ class StoryRunner:
         shots = story.shots
         todo = [s for s in shots if s.name not in state["completed"]]
         bar = tqdm(total=len(shots), initial=len(shots) - len(todo), desc="shots", unit="shot", disable=not progress)
-        previous = {s.global_index: shots[s.global_index - 1] for s in shots if s.global_index}
         for shot in todo:
-            record = self._generate(run, shot, previous.get(shot.global_index), bank, settings)
+            previous = shots[shot.global_index - 1] if shot.global_index else None
+            record = self._generate(run, shot, previous, bank, settings)
             state["completed"].append(shot.name)
             state["shots"][shot.name] = record
             state["memory"] = bank.state()
