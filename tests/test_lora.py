@@ -108,6 +108,18 @@ def test_lora_changes_generation(tiny_pipe, tmp_path):
     assert np.abs(before - after).max() > 0.05
 
 
+def test_lora_disabled_gives_the_plain_experts_back(tiny_pipe, tmp_path):
+    memory = [np.full((32, 32, 3), 200, np.uint8)]
+    plain = tiny_pipe.generate_shot("a fox", memory=memory, seed=0, output_type="latent")
+    write_lora(tmp_path / "lora", tiny_pipe)
+    tiny_pipe.load_storymem_lora(tmp_path / "lora")
+    with tiny_pipe.lora_disabled():
+        off = tiny_pipe.generate_shot("a fox", memory=memory, seed=0, output_type="latent")
+    on = tiny_pipe.generate_shot("a fox", memory=memory, seed=0, output_type="latent")
+    torch.testing.assert_close(off, plain)
+    assert (on - plain).abs().max() > 0.05  # and the adapters are back on after the block
+
+
 def _one_file(tmp_path, weights, name="backbone_high_noise.safetensors"):
     path = tmp_path / name
     save_file(weights, str(path))

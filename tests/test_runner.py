@@ -108,10 +108,23 @@ def test_resume_with_other_settings_is_refused(pipe, tmp_path):
 
 
 def test_no_memory_baseline_generates_every_shot_alone(pipe, tmp_path):
-    generate(pipe, STORY, tmp_path / "run", no_memory=True)
+    generate(pipe, STORY, tmp_path / "run", method="independent")
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert [s["mode"] for s in state["shots"].values()] == ["t2v"] * 4
     assert all(s["memory"] == [] and s["keyframes"] == [] for s in state["shots"].values())
+
+
+def test_chain_baseline_continues_every_shot_from_the_last_frame_without_memory(pipe, tmp_path):
+    generate(pipe, STORY, tmp_path / "run", method="chain", variant="mm2v")
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    shots = [state["shots"][n] for n in state["completed"]]
+    # cuts too: chain has no memory, so the last frame is all it can carry; always 1 frame (I2V)
+    assert [s["mode"] for s in shots] == ["t2v", "mi2v", "mi2v", "mi2v"]
+    assert [s["frames"] for s in shots] == [13, 12, 12, 12]
+    assert all(s["memory"] == [] and s["keyframes"] == [] for s in shots)
+    assert state["settings"]["method"] == "chain"
+    with pytest.raises(InputError, match="method must be one of storymem, independent, chain, got 'loop'"):
+        generate(pipe, STORY, tmp_path / "other", method="loop")
 
 
 def test_references_are_the_initial_memory(pipe, tmp_path):
@@ -122,8 +135,8 @@ def test_references_are_the_initial_memory(pipe, tmp_path):
     first = state["shots"]["01_01"]
     assert first["mode"] == "m2v" and first["memory"] == ["memory/ref_00.png"]
     assert state["memory"]["sink_keyframes"][0]["shot"] == "ref"
-    with pytest.raises(InputError, match="cannot be combined with --no-memory"):
-        generate(pipe, STORY, tmp_path / "other", references=[str(ref)], no_memory=True)
+    with pytest.raises(InputError, match="cannot be used with the independent baseline"):
+        generate(pipe, STORY, tmp_path / "other", references=[str(ref)], method="independent")
 
 
 def test_seeds_are_distinct_per_shot():

@@ -72,7 +72,10 @@ def generate(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run after its last completed shot.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
-    no_memory: Annotated[bool, typer.Option(help="Baseline: every shot generated independently.")] = False,
+    method: Annotated[
+        str, typer.Option(help="storymem (ours); baselines: independent (T2V per shot), chain (I2V from the last frame).")
+    ] = "storymem",
+    no_memory: Annotated[bool, typer.Option(help="Same as --method independent.")] = False,
     offload: Annotated[str, typer.Option(help="auto, none, model or sequential (CPU offload on a GPU).")] = "auto",
 ) -> None:
     """Generate a multi-shot story video with memory into a run folder (resumable)."""
@@ -105,7 +108,7 @@ def generate(
             height=height,
             width=width,
             quality=quality,
-            no_memory=no_memory,
+            method="independent" if no_memory else method,
             aesthetic_head=aesthetic_head,
             lora=lora,
         )

@@ -14,6 +14,7 @@ same way in both cases.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,6 +36,9 @@ from .video import concat_videos, load_image, write_video
 
 STATE_VERSION = 1
 CONTINUATION_FRAMES = {"mi2v": 1, "mm2v": 5}
+# storymem: ours. independent: T2V per shot, no memory. chain: each shot I2V from the previous
+# shot's last frame (the first shot T2V), no memory, no LoRA -- the usual "keep going" baseline.
+METHODS = ("storymem", "independent", "chain")
 TAIL = max(CONTINUATION_FRAMES.values())
 
 
@@ -54,7 +58,7 @@ class RunSettings:
     frames: int | None = None
     height: int | None = None
     width: int | None = None
-    no_memory: bool = False
+    method: str = "storymem"
     quality: str = "none"
 
     def differences(self, saved: dict) -> list[str]:
@@ -209,32 +213,36 @@ class StoryRunner:
     def _generate(
         self, run: RunDirectory, shot: Shot, previous: Shot | None, bank: MemoryBank, settings: RunSettings
     ) -> dict:
-        memory = [] if settings.no_memory else bank.keyframes
+        ours = settings.method == "storymem"
+        memory = bank.keyframes if ours else []
         memory_images = [load_image(run.root / k.file) for k in memory]
-        given = []
-        if previous is not None and not shot.cut and not settings.no_memory:
-            count = CONTINUATION_FRAMES[settings.variant]
-            given = [load_image(run.tail_frame(previous.name, i)) for i in range(TAIL - count, TAIL)]
+        given_count = 0
+        if previous is not None and ours and not shot.cut:
+            given_count = CONTINUATION_FRAMES[settings.variant]
+        elif previous is not None and settings.method == "chain":
+            given_count = 1
+        given = [load_image(run.tail_frame(previous.name, i)) for i in range(TAIL - given_count, TAIL)]
         seed = shot_seed(settings.seed, shot.global_index)
 
         t0 = time.perf_counter()
-        frames = self.pipe.generate_shot(
-            shot.prompt,
-            memory_images,
-            given,
-            seed=seed,
-            num_inference_steps=settings.steps,
-            num_frames=settings.frames,
-            height=settings.height,
-            width=settings.width,
-        )
+        with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
+            frames = self.pipe.generate_shot(
+                shot.prompt,
+                memory_images,
+                given,
+                seed=seed,
+                num_inference_steps=settings.steps,
+                num_frames=settings.frames,
+                height=settings.height,
+                width=settings.width,
+            )
         generate_s = time.perf_counter() - t0
         write_video(frames, run.shot_video(shot), fps=self.pipe.preset.fps)
         for i, frame in enumerate(frames[-TAIL:]):
             frame.save(run.tail_frame(shot.name, i))
 
         t1 = time.perf_counter()
-        keyframes = [] if settings.no_memory else self._select(run, shot, frames, bank)
+        keyframes = self._select(run, shot, frames, bank) if ours else []
         bank.extend(keyframes)
         select_s = time.perf_counter() - t1
         mode = mode_for(len(memory), len(given)).value
@@ -296,8 +304,8 @@ def generate_story(
 ) -> StoryResult:
     """Generate (or resume) a whole story into `out_dir`.
 
-    settings: RunSettings fields (seed, max_memory, sink, variant, references, steps, frames,
-    height, width, no_memory, quality, lora). embedder / scorer: ready-made keyframe models;
+    settings: RunSettings fields (method, seed, max_memory, sink, variant, references, steps,
+    frames, height, width, quality, lora). embedder / scorer: ready-made keyframe models;
     by default the preset's CLIP and the quality filter named by `quality` are loaded once.
     """
     settings = {k: v for k, v in settings.items() if v is not None}
@@ -310,10 +318,12 @@ def generate_story(
     frames = settings.get("frames") or pipe.preset.num_frames
     if settings["variant"] == "mm2v" and frames - CONTINUATION_FRAMES["mm2v"] < TAIL:
         raise InputError(f"mm2v continuations need more than {2 * TAIL - 1} frames per shot (e.g. 13), got {frames}")
+    if settings.get("method", "storymem") not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {settings['method']!r}")
     run_settings = RunSettings(story_sha=story_sha(story), **settings)
-    if run_settings.references and run_settings.no_memory:
-        raise InputError("reference images need memory; they cannot be combined with --no-memory")
-    if scorer is None and not run_settings.no_memory:
+    if run_settings.references and run_settings.method != "storymem":
+        raise InputError(f"reference images need memory; they cannot be used with the {run_settings.method} baseline")
+    if scorer is None and run_settings.method == "storymem":
         from .scoring import make_quality_scorer
 
         scorer = make_quality_scorer(run_settings.quality, device=pipe._execution_device, aesthetic_head=aesthetic_head)

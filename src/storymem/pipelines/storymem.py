@@ -10,6 +10,7 @@ experts for a first shot without memory. The VAE and text encoder are shared.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import warnings
 from collections import OrderedDict
@@ -204,6 +205,18 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if not written:
             raise LoraError("no StoryMem LoRA is loaded in either expert; nothing to save")
         return written
+
+    @contextlib.contextmanager
+    def lora_disabled(self):
+        """Run the plain I2V experts inside this block (the `chain` baseline): adapters off, then on."""
+        experts = [m for m in (self.transformer, self.transformer_2) if getattr(m, "peft_config", None)]
+        for model in experts:
+            model.disable_adapters()
+        try:
+            yield
+        finally:
+            for model in experts:
+                model.enable_adapters()
 
     # ------------------------------------------------------------------ encoders (cached)
     def encode_prompt(self, prompt: str) -> torch.Tensor:
