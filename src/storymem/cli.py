@@ -73,7 +73,8 @@ def generate(
     resume: Annotated[bool, typer.Option(help="Continue a run after its last completed shot.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
     method: Annotated[
-        str, typer.Option(help="storymem (ours); baselines: independent (T2V per shot), chain (I2V from the last frame).")
+        str,
+        typer.Option(help="storymem (ours); baselines: independent (T2V per shot), chain (I2V from the last frame)."),
     ] = "storymem",
     no_memory: Annotated[bool, typer.Option(help="Same as --method independent.")] = False,
     offload: Annotated[str, typer.Option(help="auto, none, model or sequential (CPU offload on a GPU).")] = "auto",
@@ -182,6 +183,102 @@ def _place(pipe, offload: str) -> None:
         pipe.enable_sequential_cpu_offload()
     else:
         pipe.to("cuda")
+
+
+ExtractorOption = Annotated[
+    str, typer.Option(help="Video-text features: clip (CLIP ViT-L/14), viclip (needs --viclip), tiny, or auto.")
+]
+ViclipOption = Annotated[Path | None, typer.Option(help="ViCLIP checkpoint ViClip-InternVid-10M-FLT.pth.")]
+HeadOption = Annotated[str, typer.Option(help="LAION aesthetic head: path or URL, none to skip, auto = VBench's head.")]
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@app.command("eval")
+def eval_command(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (from storymem generate).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print everything (per shot and per pair) as JSON.")] = False,
+    extractor: ExtractorOption = "auto",
+    viclip: ViclipOption = None,
+    aesthetic_head: HeadOption = "auto",
+) -> None:
+    """ST-Bench metrics of one run: aesthetic, prompt following, cross-shot consistency."""
+    from .eval import KEYS, evaluate_run, load_evaluators
+
+    state_file = run_dir / "state.json"
+    if not state_file.is_file():
+        raise InputError(f"{run_dir}: not a storymem run folder (no state.json)")
+    model = json.loads(state_file.read_text()).get("settings", {}).get("model")
+    video_text, aesthetic = load_evaluators(extractor, model, viclip and str(viclip), aesthetic_head, _device())
+    metrics = evaluate_run(run_dir, video_text, aesthetic, progress=not as_json)
+    if as_json:
+        print(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['story']} ({metrics['method']}, {len(metrics['shots'])} shots)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in KEYS:
+        value = metrics[key]
+        table.add_row(key, "-" if value is None else f"{value:.4f}")
+    Console().print(table)
+    print(f"features: {metrics['extractor']}; aesthetic: {metrics['aesthetic_model'] or 'not measured'}")
+
+
+@app.command()
+def bench(
+    stories: Annotated[list[Path], typer.Argument(help="Story scripts and/or folders of them.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Benchmark folder (runs, results, plots).")],
+    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = "tiny",
+    methods: Annotated[str, typer.Option(help="Comma-separated: storymem, independent, chain.")] = (
+        "storymem,independent,chain"
+    ),
+    lora: Annotated[str | None, typer.Option(help="StoryMem LoRA (default: the preset's).")] = None,
+    variant: Annotated[str, typer.Option(help="storymem's LoRA variant: mi2v or mm2v.")] = "mi2v",
+    seed: int = 0,
+    steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the preset's).")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per shot, 4k+1 (default: the preset's).")] = None,
+    extractor: ExtractorOption = "auto",
+    viclip: ViclipOption = None,
+    aesthetic_head: HeadOption = "auto",
+    offload: Annotated[str, typer.Option(help="auto, none, model or sequential (CPU offload on a GPU).")] = "auto",
+) -> None:
+    """Generate every story with every method (resumable), evaluate, and write the report."""
+    from .eval import load_evaluators
+    from .eval.bench import find_stories, parse_methods, run_bench
+    from .pipelines import StoryMemPipeline
+
+    chosen = parse_methods(methods)
+    for path in find_stories(stories).values():  # fail on a bad script before loading models
+        load_story(path)
+    video_text, aesthetic = load_evaluators(extractor, model, viclip and str(viclip), aesthetic_head, _device())
+    pipe = StoryMemPipeline.from_preset(model, lora=lora, variant=variant)
+    pipe.set_progress_bar_config(disable=True)
+    _place(pipe, offload)
+    result = run_bench(
+        pipe,
+        stories,
+        chosen,
+        out,
+        video_text,
+        aesthetic,
+        seed=seed,
+        steps=steps,
+        frames=frames,
+        variant=variant,
+        lora=lora,
+    )
+    print((out / "results.md").read_text())
+    print(
+        f"{result.generated} shots generated, {result.evaluated} runs evaluated; "
+        f"wrote {out / 'results.md'}, results.csv, results.json, metrics.png, heatmaps/"
+    )
 
 
 @app.command()

@@ -193,6 +193,8 @@ class StoryRunner:
 
         shots = story.shots
         todo = [s for s in shots if s.name not in state["completed"]]
+        if not todo and state.get("finished") and run.video.is_file() and run.storyboard.is_file():
+            return StoryResult(run.root, run.video, run.storyboard, len(shots), time.perf_counter() - start, 0)
         bar = tqdm(total=len(shots), initial=len(shots) - len(todo), desc="shots", unit="shot", disable=not progress)
         for shot in todo:
             previous = shots[shot.global_index - 1] if shot.global_index else None
