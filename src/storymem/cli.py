@@ -281,6 +281,93 @@ def bench(
     )
 
 
+train_app = typer.Typer(
+    help="Fine-tune the StoryMem M2V LoRA on your clips (accelerate + peft); `train cache` precomputes latents.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(train_app, name="train")
+
+
+@train_app.callback()
+def train_command(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None, typer.Option(help="Folder with clips and metadata.jsonl (video, caption, group).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoints, loss.png and lora/ go here.")] = None,
+    model: Annotated[str, typer.Option(help="Model preset to fine-tune.")] = "tiny",
+    expert: Annotated[str, typer.Option(help="high or low: each expert trains on its own timestep range.")] = "high",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (StoryMem: 1e-5).")] = 1e-5,
+    rank: Annotated[int, typer.Option(help="LoRA rank (StoryMem: 128, alpha = rank, rsLoRA).")] = 128,
+    max_memory: Annotated[int, typer.Option(help="Memory frames per example: 1 to this.")] = 10,
+    p_first: Annotated[float, typer.Option(help="Probability of also giving the target's first frame(s).")] = 0.5,
+    variant: Annotated[str, typer.Option(help="mi2v (first frame) or mm2v (first 5 frames).")] = "mi2v",
+    batch_size: int = 1,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    mixed_precision: Annotated[str, typer.Option(help="no, bf16 or fp16.")] = "no",
+    gradient_checkpointing: bool = False,
+    keyframes_per_clip: Annotated[int, typer.Option(help="Memory candidates per clip (evenly spaced frames).")] = 4,
+    frames: Annotated[int | None, typer.Option(help="Frames per clip, 4k+1 (default: the preset's).")] = None,
+    height: int | None = None,
+    width: int | None = None,
+    cache: Annotated[Path | None, typer.Option(help="Latent cache from `storymem train cache`.")] = None,
+    checkpoint_every: int = 500,
+    seed: int = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out.")] = False,
+) -> None:
+    """Train one expert's M2V LoRA; writes --out/lora/backbone_<expert>_noise.safetensors."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if data is None or out is None:
+        raise InputError("storymem train needs --data DIR and --out DIR")
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        data=str(data), out=str(out), model=model, expert=expert, steps=steps, lr=lr, rank=rank,
+        max_memory=max_memory, p_first=p_first, variant=variant, batch_size=batch_size, grad_accum=grad_accum,
+        mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
+        keyframes_per_clip=keyframes_per_clip, frames=frames, height=height, width=width,
+        cache=str(cache) if cache else None, checkpoint_every=checkpoint_every, seed=seed,
+    )  # fmt: skip
+    file = train(config, resume=resume)
+    other = "low" if expert == "high" else "high"
+    complete = len(list(file.parent.glob("backbone_*_noise.safetensors"))) == 2
+    print(f"wrote {file}; loss plot: {out / expert / 'loss.png'}")
+    print(
+        f"use it with: storymem generate STORY --model {model} --lora {file.parent}"
+        if complete
+        else f"train the {other}-noise expert into the same --out (--expert {other}) to complete {file.parent}"
+    )
+
+
+@train_app.command("cache")
+def train_cache(
+    data: Annotated[Path, typer.Option(help="Folder with clips and metadata.jsonl.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Cache folder.")],
+    model: Annotated[str, typer.Option(help="Model preset (its VAE and text encoder).")] = "tiny",
+    variant: Annotated[str, typer.Option(help="mi2v or mm2v (which first frames to encode).")] = "mi2v",
+    keyframes_per_clip: int = 4,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+) -> None:
+    """Precompute clip latents, memory-candidate latents and caption embeddings once."""
+    from .pipelines import StoryMemPipeline
+    from .train import EncodeSettings, load_metadata, write_cache
+
+    clips = load_metadata(data)
+    pipe = StoryMemPipeline.from_preset(model, lora=False, load_t2v=False)
+    _place(pipe, "none")
+    preset = pipe.preset
+    settings = EncodeSettings(
+        model, height or preset.height, width or preset.width, frames or preset.num_frames, keyframes_per_clip, variant
+    )
+    index = write_cache(pipe, clips, settings, out)
+    print(f"cached {len(clips)} clips in {out} ({index.name}); train with --cache {out}")
+
+
 @app.command()
 def presets() -> None:
     """List the model presets."""

@@ -305,12 +305,19 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             num_frames or self.preset.num_frames,
         )
         video = self.encode_video_condition(first_frames, num_frames, height, width)
-        h, w = video.shape[-2:]
-        memory_latents = (
-            self.encode_keyframes(memory, height, width) if memory else video.new_zeros(1, video.shape[1], 0, h, w)
-        )
-        mask = condition_mask(len(memory), num_frames, len(first_frames), h, w, self.temporal_scale)
-        return condition_input(memory_latents, video, mask.to(video.device))
+        memory_latents = self.encode_keyframes(memory, height, width) if memory else None
+        return self.assemble_condition(memory_latents, video, len(first_frames), num_frames)
+
+    def assemble_condition(
+        self, memory_latents: torch.Tensor | None, video_latents: torch.Tensor, num_given: int, num_frames: int
+    ) -> torch.Tensor:
+        """The condition from latents (inference and training both build it here):
+        memory [B, 16, M, h, w] or None, video condition [B, 16, T, h, w] -> [B, 20, M + T, h, w]."""
+        b, c, _, h, w = video_latents.shape
+        if memory_latents is None:
+            memory_latents = video_latents.new_zeros(b, c, 0, h, w)
+        mask = condition_mask(memory_latents.shape[2], num_frames, num_given, h, w, self.temporal_scale)
+        return condition_input(memory_latents, video_latents, mask.expand(b, -1, -1, -1, -1).to(video_latents.device))
 
     # ------------------------------------------------------------------ checks
     def _check_settings(self, height: int, width: int, num_frames: int, num_memory: int, mode: ShotMode) -> None:
