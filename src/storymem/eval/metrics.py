@@ -10,6 +10,9 @@ The video/text features come from a pluggable extractor (CLIP ViT-L/14 by defaul
 its name is written with the numbers. The whole-story feature samples the concatenated shots the
 way the extractor samples any video (CLIP: 8 evenly spaced frames; ViCLIP: 8 at stride len // 8);
 when the script has no overview, the shot prompts joined stand in for it.
+
+Runs of toy-world stories (every prompt a toy caption) also get `identity`: the share of later
+shots whose character has the look its first shot introduced (see toyworld/identity.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tqdm.auto import tqdm
 from ..errors import InputError
 from ..runner import RunDirectory
 from ..story import Story
+from ..toyworld.identity import identity_metrics
 from ..video import read_video
 
 TOP_PAIRS = 10
@@ -121,6 +125,9 @@ def evaluate_run(run_dir, extractor, aesthetic=None, extra=None, progress: bool 
             for j in range(i + 1, len(shots))
         ],
     }
+    toy = identity_metrics(prompts, videos)  # toy-world captions: the look is known, so measure it
+    if toy is not None:
+        result.update(toy)
     if extra is not None:
         result.update(extra(run.root, story, videos))
     return result
