@@ -59,10 +59,13 @@ class LaionAesthetic:
             head = torch.nn.Linear(clip.model.config.projection_dim, 1)
         return cls(clip, head, name="tiny-aesthetic")
 
-    @torch.no_grad()
     def frame_scores(self, frames) -> torch.Tensor:
         """Per frame, on VBench's 0..1 scale (the head's 1..10 score / 10)."""
-        features = self.clip.frame_features(frames)
+        return self.feature_scores(self.clip.frame_features(frames))
+
+    @torch.no_grad()
+    def feature_scores(self, features: torch.Tensor) -> torch.Tensor:
+        """The same from CLIP frame features already computed."""
         head_param = next(self.head.parameters())
         return self.head(features.to(head_param.device, head_param.dtype)).float().cpu().squeeze(-1) / 10.0
 

@@ -23,6 +23,7 @@ import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 from ..errors import WeightsNotFoundError
+from ..scoring.clip import TINY_CLIP_PROJECTION, TINY_CLIP_VISION
 from ..storyboard import evenly_spaced
 from .preprocess import clip_frames, viclip_frame_indices, viclip_frames
 from .viclip import ViClip, ViClipConfig, load_viclip
@@ -96,15 +97,8 @@ class ClipVideoText:
                 bos_token_id=tokenizer.bos_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             ),
-            vision_config=dict(
-                hidden_size=32,
-                intermediate_size=37,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                image_size=32,
-                patch_size=8,
-            ),
-            projection_dim=16,
+            vision_config=TINY_CLIP_VISION,
+            projection_dim=TINY_CLIP_PROJECTION,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -128,6 +122,10 @@ class ClipVideoText:
     def video_features(self, frames) -> torch.Tensor:
         frames = np.asarray(frames)
         return _normalise(self.frame_features(frames[self.sample_indices(len(frames))]).mean(0))
+
+    def pool(self, frame_features: torch.Tensor) -> torch.Tensor:
+        """The video feature from features of ALL of a video's frames (no second CLIP pass)."""
+        return _normalise(frame_features[self.sample_indices(len(frame_features))].mean(0))
 
     @torch.no_grad()
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:

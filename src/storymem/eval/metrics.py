@@ -88,6 +88,11 @@ def evaluate_run(run_dir, extractor, aesthetic=None, extra=None, progress: bool 
     for shot in tqdm(shots, desc="eval", unit="shot", disable=not progress, leave=False):
         frames = read_video(run.root / state["shots"][shot.name]["video"])
         videos.append(frames)
+        if aesthetic is not None and aesthetic.clip is extractor:  # one CLIP pass serves both metrics
+            frame_features = extractor.frame_features(frames)
+            features.append(extractor.pool(frame_features))
+            aesthetics.append(float(aesthetic.feature_scores(frame_features).mean()))
+            continue
         features.append(extractor.video_features(frames))
         if aesthetic is not None:
             aesthetics.append(aesthetic.score(frames))

@@ -16,6 +16,11 @@ except ImportError:
 from ..errors import WeightsNotFoundError
 
 CLIP_B32 = "openai/clip-vit-base-patch32"  # the published keyframe-selection model
+# The random-weight CLIP of tests (keyframe selection here, evaluation features in eval/).
+TINY_CLIP_VISION = dict(
+    hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+)
+TINY_CLIP_PROJECTION = 16
 
 
 class ClipImageEmbedder:
@@ -44,15 +49,7 @@ class ClipImageEmbedder:
     @classmethod
     def tiny(cls, seed: int = 0) -> ClipImageEmbedder:
         """Random-weight CLIP at toy size for tests."""
-        config = CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-            projection_dim=16,
-        )
+        config = CLIPVisionConfig(**TINY_CLIP_VISION, projection_dim=TINY_CLIP_PROJECTION)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return cls(CLIPVisionModelWithProjection(config))
