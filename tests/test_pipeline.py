@@ -152,7 +152,7 @@ def test_missing_real_weights_say_where_and_how(tmp_path, monkeypatch):
     assert "Wan-AI/Wan2.2-I2V-A14B-Diffusers" in message and "hf download Wan-AI/Wan2.2-I2V-A14B-Diffusers" in message
     with pytest.raises(WeightsNotFoundError, match="not a diffusers-format folder"):
         StoryMemPipeline.from_preset("wan2.2-a14b", i2v=str(tmp_path))
-    with pytest.raises(InputError, match="unknown model preset 'wan3'; choose one of: wan2.2-a14b, tiny"):
+    with pytest.raises(InputError, match="unknown model preset 'wan3'; choose one of: wan2.2-a14b, toy, tiny"):
         StoryMemPipeline.from_preset("wan3")
 
 
@@ -167,7 +167,7 @@ def test_cli_shot_writes_a_video(tmp_path):
         images.append(tmp_path / f"f{i}.png")
         frame.save(images[-1])
     out = tmp_path / "shot.mp4"
-    cmd = [sys.executable, "-m", "storymem.cli", "shot", "a fox", "--out", str(out), "--seed", "1"]
+    cmd = [sys.executable, "-m", "storymem.cli", "shot", "a fox", "--out", str(out), "--seed", "1", "--model", "tiny"]
     cmd += ["--memory", str(images[0]), "--memory", str(images[1]), "--first-frames", str(images[-1])]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

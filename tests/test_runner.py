@@ -50,7 +50,7 @@ def test_generate_writes_every_file(tmp_path):
         tmp_path, {**STORY, "scenes": STORY["scenes"][:1] + [{"scene_num": 2, "video_prompts": ["x"], "cut": [True]}]}
     )
     out = tmp_path / "run"
-    code, stdout, stderr = run_cli("generate", story, "--out", out, "--variant", "mm2v")
+    code, stdout, stderr = run_cli("generate", story, "--out", out, "--variant", "mm2v", "--model", "tiny")
     assert code == 0, stderr
     assert stdout.startswith("3 shots (3 generated) in ") and f"{out / 'story.mp4'}" in stdout
     state = json.loads((out / "state.json").read_text())
@@ -75,13 +75,13 @@ def test_non_empty_folder_is_refused(tmp_path):
     story = write_story(tmp_path)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "thesis.tex").write_text("precious")
-    code, _, stderr = run_cli("generate", story, "--out", tmp_path / "busy")
+    code, _, stderr = run_cli("generate", story, "--out", tmp_path / "busy", "--model", "tiny")
     assert code == 1
     assert (
         stderr
         == f"error: {tmp_path / 'busy'}: output folder is not empty; use --resume to continue it or --overwrite\n"
     )
-    code, _, stderr = run_cli("generate", story, "--out", tmp_path / "busy", "--overwrite")
+    code, _, stderr = run_cli("generate", story, "--out", tmp_path / "busy", "--overwrite", "--model", "tiny")
     assert code == 1 and "not a storymem run folder (no state.json); refusing to overwrite it" in stderr
     assert (tmp_path / "busy" / "thesis.tex").read_text() == "precious"
 
@@ -148,7 +148,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(pipe, tmp_path):
     story = write_story(tmp_path)
     out = tmp_path / "killed"
     # enough steps that a shot takes a noticeable time, so the kill lands inside shot 3
-    args = ("generate", story, "--out", out, "--steps", "30", "--seed", "7")
+    args = ("generate", story, "--out", out, "--steps", "30", "--seed", "7", "--model", "tiny")
     proc = cli(*args, start_new_session=True)
     state_file = out / "state.json"
     deadline = time.time() + 240

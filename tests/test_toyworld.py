@@ -80,6 +80,11 @@ def test_identity_scores_ground_truth_clips_correctly():
     metrics = identity_metrics([s.caption() for s in shots], half)
     assert metrics["identity"] == pytest.approx(3 / 5) and metrics["identity_intro"] == 1.0
     assert [s["matches"] for s in metrics["identity_shots"]] == [True, True, True, True, False, False]
+    assert metrics["identity_colour"] == pytest.approx(3 / 5)
+    reshaped = next(c for c in ALL_LOOKS if c.colour == look.colour and c.shape != look.shape)
+    last = true[:5] + [render_clip(reshaped, shots[5].place, shots[5].action, shots[5].shot)]
+    metrics = identity_metrics([s.caption() for s in shots], last)
+    assert metrics["identity"] == pytest.approx(4 / 5) and metrics["identity_colour"] == 1.0
     assert identity_metrics(["a red fox runs"], true[:1]) is None
 
 

@@ -185,9 +185,10 @@ def test_train_cli_end_to_end(dataset, tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "storymem.cli", *map(str, args)], capture_output=True, text=True)
 
-    proc = run("train", "cache", "--data", dataset, "--out", tmp_path / "cache")
+    proc = run("train", "cache", "--data", dataset, "--out", tmp_path / "cache", "--model", "tiny")
     assert proc.returncode == 0, proc.stderr
     common = ("--data", dataset, "--out", tmp_path / "run", "--steps", 3, "--rank", 4, "--cache", tmp_path / "cache")
+    common += ("--model", "tiny")
     proc = run("train", *common)
     assert proc.returncode == 0, proc.stderr
     assert "train the low-noise expert into the same --out (--expert low)" in proc.stdout

@@ -16,6 +16,8 @@ import typer
 from .errors import InputError, StoryMemError
 from .story import load_story
 
+DEFAULT_MODEL = "toy"  # the built-in model: runs anywhere, no download
+
 app = typer.Typer(
     name="storymem",
     help="Multi-shot long video storytelling with memory (StoryMem on Wan2.2).",
@@ -51,7 +53,7 @@ def validate(
 def generate(
     story_path: Annotated[Path, typer.Argument(metavar="STORY.json", help="Story script (ST-Bench format).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
-    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = "tiny",
+    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = DEFAULT_MODEL,
     lora: Annotated[
         str | None, typer.Option(help="StoryMem LoRA folder, file or hub id (default: the preset's).")
     ] = None,
@@ -59,7 +61,9 @@ def generate(
     references: Annotated[
         list[Path] | None, typer.Option(help="Reference image(s): the initial memory (MR2V); repeat.")
     ] = None,
-    max_memory: Annotated[int, typer.Option(help="Memory capacity in keyframes.")] = 10,
+    max_memory: Annotated[
+        int | None, typer.Option(help="Memory capacity in keyframes (default: what the model was trained with).")
+    ] = None,
     sink: Annotated[int, typer.Option(help="Keyframes kept forever (memory sink).")] = 3,
     seed: int = 0,
     steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the preset's).")] = None,
@@ -128,7 +132,7 @@ def generate(
 def shot(
     prompt: Annotated[str, typer.Argument(help="What happens in the shot.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output video (.mp4).")] = Path("shot.mp4"),
-    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = "tiny",
+    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = DEFAULT_MODEL,
     memory: Annotated[list[Path] | None, typer.Option(help="Memory keyframe image, oldest first; repeat.")] = None,
     first_frames: Annotated[
         list[Path] | None, typer.Option(help="Previous shot's last frame (MI2V) or last 5 frames (MM2V); repeat.")
@@ -235,7 +239,7 @@ def eval_command(
 def bench(
     stories: Annotated[list[Path], typer.Argument(help="Story scripts and/or folders of them.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Benchmark folder (runs, results, plots).")],
-    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = "tiny",
+    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = DEFAULT_MODEL,
     methods: Annotated[str, typer.Option(help="Comma-separated: storymem, independent, chain.")] = (
         "storymem,independent,chain"
     ),
@@ -296,7 +300,7 @@ def train_command(
         Path | None, typer.Option(help="Folder with clips and metadata.jsonl (video, caption, group).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoints, loss.png and lora/ go here.")] = None,
-    model: Annotated[str, typer.Option(help="Model preset to fine-tune.")] = "tiny",
+    model: Annotated[str, typer.Option(help="Model preset to fine-tune.")] = DEFAULT_MODEL,
     expert: Annotated[str, typer.Option(help="high or low: each expert trains on its own timestep range.")] = "high",
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
     lr: Annotated[float, typer.Option(help="AdamW learning rate (StoryMem: 1e-5).")] = 1e-5,
@@ -346,7 +350,7 @@ def train_command(
 def train_cache(
     data: Annotated[Path, typer.Option(help="Folder with clips and metadata.jsonl.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Cache folder.")],
-    model: Annotated[str, typer.Option(help="Model preset (its VAE and text encoder).")] = "tiny",
+    model: Annotated[str, typer.Option(help="Model preset (its VAE and text encoder).")] = DEFAULT_MODEL,
     variant: Annotated[str, typer.Option(help="mi2v or mm2v (which first frames to encode).")] = "mi2v",
     keyframes_per_clip: int = 4,
     frames: int | None = None,
@@ -366,6 +370,26 @@ def train_cache(
     )
     index = write_cache(pipe, clips, settings, out)
     print(f"cached {len(clips)} clips in {out} ({index.name}); train with --cache {out}")
+
+
+@app.command("toy-stories")
+def toy_stories(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the story scripts.")],
+    count: Annotated[int, typer.Option(help="How many stories.")] = 20,
+    shots: Annotated[int, typer.Option(help="Shots per story (two scenes).")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of the first story; story i uses seed + i.")] = 0,
+) -> None:
+    """Write toy-world stories (ST-Bench format) for the built-in `toy` model and its benchmark."""
+    from .runner import write_json
+    from .toyworld import make_story
+
+    if count < 1 or shots < 2:
+        raise InputError("--count must be at least 1 and --shots at least 2")
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        story, _ = make_story(seed + i, num_shots=shots)
+        write_json(out / f"{story['story_name']}.json", story)
+    print(f"wrote {count} toy stories to {out}; run them with: storymem bench {out} --model toy --out toy-bench")
 
 
 @app.command()

@@ -240,7 +240,8 @@ class StoryRunner:
             )
         generate_s = time.perf_counter() - t0
         write_video(frames, run.shot_video(shot), fps=self.pipe.preset.fps)
-        for i, frame in enumerate(frames[-TAIL:]):
+        tail = frames[-TAIL:]  # numbered from the end: the last frame is always TAIL - 1, even in short shots
+        for i, frame in enumerate(tail, start=TAIL - len(tail)):
             frame.save(run.tail_frame(shot.name, i))
 
         t1 = time.perf_counter()
@@ -313,6 +314,7 @@ def generate_story(
     settings = {k: v for k, v in settings.items() if v is not None}
     settings.setdefault("model", pipe.preset.name)
     settings.setdefault("quality", pipe.preset.quality)
+    settings.setdefault("max_memory", pipe.preset.max_trained_memory)
     settings.setdefault("variant", pipe.lora_variant or "mi2v")
     if settings.get("variant") not in (None, *CONTINUATION_FRAMES):
         raise InputError(f"variant must be mi2v or mm2v, got {settings['variant']!r}")

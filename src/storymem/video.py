@@ -44,6 +44,27 @@ def write_video(frames, path: str | Path, fps: int) -> Path:
     return path
 
 
+def write_lossless_video(frames, path: str | Path, fps: int = 8) -> Path:
+    """Encode frames to an exactly lossless mp4 (H.264 RGB, qp 0): for training data, where
+    chroma subsampling would blur small frames. `read_video` reads it back bit for bit. Atomic."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    iio.imwrite(
+        tmp,
+        to_uint8(frames),
+        fps=fps,
+        codec="libx264rgb",
+        macro_block_size=1,
+        pixelformat="rgb24",
+        output_params=["-qp", "0"],
+    )
+    os.replace(tmp, path)
+    return path
+
+
 def read_video(path: str | Path) -> np.ndarray:
     """uint8 [F, H, W, 3]."""
     import imageio.v3 as iio

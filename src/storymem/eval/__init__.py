@@ -40,13 +40,16 @@ def load_evaluators(
     """(video-text extractor, aesthetic scorer or None), each loaded once.
 
     extractor: clip (CLIP ViT-L/14), viclip (needs `viclip`, the checkpoint path), tiny (random
-    weights, for tests) or auto (tiny for the tiny preset's runs, else clip). aesthetic_head: a
+    weights, no download) or auto (tiny for the built-in models' runs, tiny and toy, which work
+    offline and whose meaningful measure is the toy identity metric; else clip). aesthetic_head: a
     path or URL of the LAION head, "none" to skip, or "auto" (VBench's head; random for tiny).
     """
     if extractor not in EXTRACTORS:
         raise InputError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
     if extractor == "auto":
-        extractor = "tiny" if model == "tiny" else "clip"
+        from ..models.presets import PRESETS
+
+        extractor = "tiny" if model in PRESETS and PRESETS[model].build is not None else "clip"
     if extractor == "viclip" and not viclip:
         raise InputError(f"--extractor viclip needs --viclip PATH (ViClip-InternVid-10M-FLT.pth, from {VICLIP_URL})")
     if extractor == "tiny":

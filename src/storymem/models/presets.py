@@ -1,6 +1,7 @@
 """Named model bundles. Every model-specific number lives here, nowhere else.
 
 - ``wan2.2-a14b``: the real thing (diffusers-format Wan2.2 T2V-A14B + I2V-A14B, StoryMem LoRA).
+- ``toy``: the built-in model: trained on the toy world (`storymem.toyworld`), runs on any CPU.
 - ``tiny``: a random-weight miniature of the same architecture, built in code, for tests.
 """
 
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+
+TOY_WEIGHTS = Path(__file__).parent / "toy_weights"
 
 # Wan2.2's default negative prompt (shared config of the official code).
 WAN_NEGATIVE_PROMPT = (
@@ -66,6 +70,12 @@ def _tiny_components() -> dict:
     return build_tiny_components()
 
 
+def _toy_components() -> dict:
+    from .toy import build_toy_components
+
+    return build_toy_components()
+
+
 PRESETS: dict[str, Preset] = {
     "wan2.2-a14b": Preset(
         name="wan2.2-a14b",
@@ -84,6 +94,26 @@ PRESETS: dict[str, Preset] = {
         i2v_source="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
         lora_source="Kevin-thu/StoryMem",
         lora_subfolders={"mi2v": "Wan2.2-MI2V-A14B", "mm2v": "Wan2.2-MM2V-A14B"},
+    ),
+    "toy": Preset(
+        name="toy",
+        description="built-in model trained on the toy world (shapes in places); runs on any CPU in seconds",
+        height=32,
+        width=32,
+        num_frames=5,
+        fps=4,
+        # One trained network for all noise levels: boundary 0 sends every step to the first expert.
+        t2v=Sampling(steps=20, shift=3.0, boundary=0.0, guidance=3.0, guidance_2=3.0),
+        m2v=Sampling(steps=20, shift=3.0, boundary=0.0, guidance=3.0, guidance_2=3.0),
+        dtype=torch.float32,
+        negative_prompt="",
+        max_sequence_length=24,
+        trained_resolutions=((32, 32),),
+        max_trained_memory=8,
+        lora_source=str(TOY_WEIGHTS / "lora"),  # shipped in the package
+        keyframe_embedder="tiny",
+        quality="none",
+        build=_toy_components,
     ),
     "tiny": Preset(
         name="tiny",

@@ -77,9 +77,10 @@ def video_look(frames: np.ndarray, place: str) -> Look | None:
 
 
 def identity_metrics(prompts: list[str], videos: list[np.ndarray]) -> dict | None:
-    """{"identity": share of later shots with the introduced look, "identity_intro": 1.0 if the
-    first shot shows the look its caption describes, per-shot looks}; None if the prompts are
-    not toy captions or nothing introduces a character."""
+    """{"identity": share of later shots with the introduced look (shape, colour and pattern),
+    "identity_colour": the same for the colour alone, "identity_intro": 1.0 if the first shot
+    shows the look its caption describes, per-shot looks}; None if the prompts are not toy
+    captions or nothing introduces a character."""
     shots = [parse_caption(p) for p in prompts]
     if any(s is None for s in shots):
         return None
@@ -92,9 +93,15 @@ def identity_metrics(prompts: list[str], videos: list[np.ndarray]) -> dict | Non
         for i, s in enumerate(shots)
         if s.name in introduced and i > introduced[s.name][0]
     ]
+    later_colour = [
+        found[i] is not None and found[i].colour == introduced[s.name][1].colour
+        for i, s in enumerate(shots)
+        if s.name in introduced and i > introduced[s.name][0]
+    ]
     intro = [found[i] == look for i, look in introduced.values()]
     return {
         "identity": float(np.mean(later)) if later else None,
+        "identity_colour": float(np.mean(later_colour)) if later_colour else None,
         "identity_intro": float(np.mean(intro)),
         "identity_shots": [
             {

@@ -33,7 +33,7 @@ class ToyShot:
         return f"{who} {self.action} in the {self.place}{framing}."
 
 
-_LOOK = rf"a (?P<colour>{'|'.join(COLOURS)}) (?:(?P<pattern>{'|'.join(p for p in PATTERNS if p != 'plain')}) )?(?P<shape>{'|'.join(SHAPES)})"
+_LOOK = rf"an? (?P<colour>{'|'.join(COLOURS)}) (?:(?P<pattern>{'|'.join(p for p in PATTERNS if p != 'plain')}) )?(?P<shape>{'|'.join(SHAPES)})"
 _CAPTION = re.compile(
     rf"^(?P<name>[A-Z][a-z]+)(?:, {_LOOK},)? (?P<action>{'|'.join(ACTIONS)}) in the (?P<place>{'|'.join(PLACES)})"
     rf"(?P<closeup>, close-up)?\.$"

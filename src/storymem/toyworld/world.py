@@ -44,9 +44,10 @@ class Look:
     pattern: str
 
     def describe(self) -> str:
-        """'a red striped circle' / 'a blue square' (plain is not said)."""
+        """'a red striped circle' / 'an orange square' (plain is not said)."""
         pattern = "striped " if self.pattern == "striped" else ""
-        return f"a {self.colour} {pattern}{self.shape}"
+        article = "an" if self.colour[0] in "aeiou" else "a"
+        return f"{article} {self.colour} {pattern}{self.shape}"
 
 
 ALL_LOOKS = tuple(Look(s, c, p) for s in SHAPES for c in COLOURS for p in PATTERNS)

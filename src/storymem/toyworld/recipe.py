@@ -1,0 +1,188 @@
+"""How the built-in `toy` model is made: StoryMem's recipe at toy scale.
+
+1. Base model: the I2V network trained from scratch on single toy clips whose captions spell the
+   look out ("Pip, a red striped circle, walks in the forest."), half of them with their first
+   frame given (I2V), half without (T2V), 10% with an empty caption (for guidance).
+2. M2V LoRA: `storymem.train` on grouped clips: a group is one look under one random name, and
+   its captions mostly name the character only, so the look must come from memory frames of the
+   group's other clips (as in a story's later shots).
+
+`scripts/train_toy_model.py` runs both and writes `models/toy_weights/`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from ..conditioning import condition_pixels, model_input
+from ..models.lora import EXPERT_FILES
+from ..models.toy import BASE_FILE, build_toy_components
+from ..runner import write_json
+from ..train.trainer import TrainConfig, sample_sigmas, train
+from .stories import ToyShot
+from .world import ACTIONS, ALL_LOOKS, NAMES, PLACES, SHOTS, render_clip
+
+
+@dataclass
+class RecipeConfig:
+    out: str
+    base_steps: int = 3000
+    base_lr: float = 1e-3
+    base_batch: int = 8
+    ema: float = 0.999
+    groups: int = 300
+    clips_per_group: int = 5
+    lora_steps: int = 1000
+    lora_lr: float = 3e-4
+    lora_rank: int = 32
+    lora_batch: int = 8
+    max_memory: int = 6
+    p_look_caption: float = 0.2  # share of M2V captions that still spell the look out
+    seed: int = 0
+
+
+def random_shot(rng: np.random.Generator, look=None, name=None, describe: bool = True) -> tuple[ToyShot, object]:
+    look = look or ALL_LOOKS[rng.integers(len(ALL_LOOKS))]
+    shot = ToyShot(
+        name or NAMES[rng.integers(len(NAMES))],
+        ACTIONS[rng.integers(len(ACTIONS))],
+        list(PLACES)[rng.integers(len(PLACES))],
+        SHOTS[rng.integers(len(SHOTS))],
+        look if describe else None,
+    )
+    return shot, look
+
+
+def to_pixels(clip: np.ndarray) -> torch.Tensor:
+    """uint8 [F, H, W, 3] -> [3, F, H, W] in [-1, 1]."""
+    return torch.from_numpy(clip).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def base_batch(pipe, rng: np.random.Generator, size: int, frames: int):
+    """(x0, condition, text) for single-clip base training."""
+    clips, conditions, texts = [], [], []
+    for _ in range(size):
+        shot, look = random_shot(rng)
+        pixels = to_pixels(render_clip(look, shot.place, shot.action, shot.shot, frames=frames))[None]
+        given = 1 if rng.random() < 0.5 else 0
+        caption = shot.caption() if rng.random() >= 0.1 else ""
+        video_condition = pipe.vae_encode(condition_pixels(pixels[:, :, :given], frames, *pixels.shape[-2:]))
+        clips.append(pipe.vae_encode(pixels))
+        conditions.append(pipe.assemble_condition(None, video_condition, given, frames))
+        texts.append(pipe.encode_prompt(caption))
+    return torch.cat(clips), torch.cat(conditions), torch.cat(texts)
+
+
+def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) -> list[float]:
+    """Trains pipe.transformer from its random init; leaves the EMA weights in it."""
+    model = pipe.transformer.train().requires_grad_(True)
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema)
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.base_lr, weight_decay=0.01)
+    warmup = min(200, config.base_steps // 10 + 1)
+
+    def schedule(step: int) -> float:  # linear warm-up, cosine decay
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, config.base_steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    frames, shift = pipe.preset.num_frames, pipe.preset.m2v.shift
+    losses = []
+    bar = tqdm(range(config.base_steps), desc="base model", disable=not progress)
+    for step in bar:
+        with torch.no_grad():
+            x0, condition, text = base_batch(pipe, rng, config.base_batch, frames)
+        noise = torch.randn(x0.shape, generator=generator)
+        sigma = sample_sigmas(len(x0), "high", shift, 0.0, generator).view(-1, 1, 1, 1, 1)
+        x = model_input((1 - sigma) * x0 + sigma * noise, condition)
+        prediction = model(x, sigma.flatten() * 1000, text, return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss(prediction, noise - x0)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        scheduler.step()
+        ema.update_parameters(model)
+        losses.append(loss.item())
+        if step % 50 == 49:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    model.load_state_dict(ema.module.state_dict())
+    model.eval().requires_grad_(False)
+    write_json(work / "base_losses.json", losses)
+    return losses
+
+
+def write_groups(folder: Path, config: RecipeConfig, frames: int) -> Path:
+    """The M2V training set: `groups` looks, each under a random name, `clips_per_group` clips."""
+    from ..video import write_lossless_video
+
+    rng = np.random.default_rng(config.seed + 1)
+    lines = []
+    for g in range(config.groups):
+        look, name = ALL_LOOKS[rng.integers(len(ALL_LOOKS))], NAMES[rng.integers(len(NAMES))]
+        for c in range(config.clips_per_group):
+            shot, _ = random_shot(rng, look, name, describe=rng.random() < config.p_look_caption)
+            path = f"clips/{g:04d}-{c}.mp4"
+            write_lossless_video(render_clip(look, shot.place, shot.action, shot.shot, frames=frames), folder / path)
+            lines.append(json.dumps({"video": path, "caption": shot.caption(), "group": f"group-{g:04d}"}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def save_base(pipe, folder: Path) -> Path:
+    state = {f"transformer.{k}": v.contiguous() for k, v in pipe.transformer.state_dict().items()}
+    state |= {f"text_encoder.{k}": v.clone().contiguous() for k, v in pipe.text_encoder.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(folder / BASE_FILE))
+    return folder / BASE_FILE
+
+
+def make_toy_model(config: RecipeConfig, weights_out: Path, progress: bool = True) -> dict:
+    """Both stages; writes base.safetensors and lora/ into `weights_out`. Returns the losses."""
+    from ..pipelines import StoryMemPipeline
+
+    torch.manual_seed(config.seed)
+    work = Path(config.out)
+    work.mkdir(parents=True, exist_ok=True)
+    pipe = StoryMemPipeline(**build_toy_components(weights=None), preset="toy")
+    base_losses = train_base(pipe, config, work, progress)
+    save_base(pipe, weights_out)
+
+    data = write_groups(work / "groups", config, pipe.preset.num_frames)
+    lora_config = TrainConfig(
+        data=str(data),
+        out=str(work / "m2v"),
+        model="toy",
+        expert="high",  # boundary 0: the high-noise expert covers every noise level
+        steps=config.lora_steps,
+        lr=config.lora_lr,
+        rank=config.lora_rank,
+        max_memory=config.max_memory,
+        batch_size=config.lora_batch,
+        keyframes_per_clip=3,
+        checkpoint_every=max(config.lora_steps // 3, 1),
+        seed=config.seed,
+    )
+    if (work / "m2v").exists():
+        shutil.rmtree(work / "m2v")
+    high = train(lora_config, pipe=pipe, progress=progress)
+    lora_dir = weights_out / "lora"
+    lora_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(high, lora_dir / f"{EXPERT_FILES['high']}.safetensors")
+    # The same network serves both noise ranges, so the low-noise expert gets the same LoRA.
+    shutil.copy(high, lora_dir / f"{EXPERT_FILES['low']}.safetensors")
+    lora_losses = json.loads((work / "m2v" / "high" / f"checkpoint-{config.lora_steps}" / "state.json").read_text())
+    return {"base": base_losses, "lora": lora_losses["losses"]}

@@ -1,0 +1,184 @@
+"""The built-in `toy` preset: exact codec, exact T2V derivation, word tokenizer, shipped weights,
+the training recipe, and the README's main command."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from storymem import StoryMemPipeline
+from storymem.conditioning import condition_mask, condition_pixels, model_input
+from storymem.errors import WeightsNotFoundError
+from storymem.models.presets import TOY_WEIGHTS, get_preset
+from storymem.models.toy import (
+    TEMPORAL,
+    TEXT_DIM,
+    Z_DIM,
+    PixelPackCodec,
+    build_toy_components,
+    t2v_from_i2v,
+    toy_tokenizer,
+)
+from storymem.toyworld import ALL_LOOKS, Look, make_story, render_clip
+from storymem.toyworld.stories import ToyShot
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("frames", [1, 5, 9, 13])
+def test_codec_is_exact_and_causal(frames):
+    codec = PixelPackCodec()
+    pixels = torch.rand(2, 3, frames, 8, 12) * 2 - 1
+    latents = codec.encode(pixels).latent_dist.mode()
+    assert latents.shape == (2, Z_DIM, (frames - 1) // TEMPORAL + 1, 4, 6)
+    assert torch.equal(codec.decode(latents, return_dict=False)[0], pixels)
+    # frame 0 alone in latent 0 (as Wan's causal VAE); frames 1..TEMPORAL in latent 1
+    marked = torch.zeros(1, 3, frames, 8, 12)
+    marked[:, :, 0] = 1
+    z = codec.encode(marked).latent_dist.mode()
+    assert torch.all(z[:, :, 0] == 1) and torch.all(z[:, :, 1:] == 0)
+
+
+def test_codec_refuses_sizes_it_cannot_pack():
+    with pytest.raises(ValueError, match=f"{TEMPORAL}k\\+1 frames"):
+        PixelPackCodec().pack(torch.zeros(1, 3, TEMPORAL + 2, 8, 8))
+
+
+def test_toy_pipeline_round_trips_pixels_through_its_latents():
+    pipe = StoryMemPipeline(**build_toy_components(weights=None), preset="toy")
+    clip = render_clip(ALL_LOOKS[5], "desert", "walks", frames=get_preset("toy").num_frames)
+    pixels = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    latents = pipe.vae_encode(pixels)
+    assert abs(float(latents.mean())) < 1.0 and 0.3 < float(latents.std()) < 3.0  # roughly normalised
+    back = pipe.vae_decode(latents)
+    assert torch.allclose(back, pixels, atol=1e-5)
+
+
+def test_t2v_expert_equals_the_i2v_network_with_nothing_given():
+    components = build_toy_components(weights=None)
+    i2v = components["transformer"]
+    with torch.no_grad():  # give the condition channels weight, so the test means something
+        i2v.patch_embedding.weight.normal_()
+    t2v = t2v_from_i2v(i2v)
+    pipe = StoryMemPipeline(**components, preset="toy")
+    frames = get_preset("toy").num_frames
+    zero_video = pipe.vae_encode(condition_pixels(None, frames, 32, 32))
+    condition = pipe.assemble_condition(None, zero_video, 0, frames)
+    assert torch.equal(condition[:, :TEMPORAL], condition_mask(0, frames, 0, 16, 16, TEMPORAL))
+    noisy = torch.randn(1, Z_DIM, (frames - 1) // TEMPORAL + 1, 16, 16)
+    text = torch.randn(1, 24, TEXT_DIM)
+    t = torch.tensor([700.0])
+    with torch.no_grad():
+        expected = i2v(model_input(noisy, condition), t, text, return_dict=False)[0]
+        got = t2v(noisy, t, text, return_dict=False)[0]
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, i2v(model_input(noisy, condition * 0), t, text, return_dict=False)[0])
+
+
+def test_tokenizer_gives_one_token_per_toy_word():
+    tokenizer = toy_tokenizer()
+    caption = ToyShot("Pip", "walks", "forest", "close-up", Look("circle", "red", "striped")).caption()
+    tokens = tokenizer.tokenize(caption)
+    assert tokens == [
+        "▁Pip",
+        ",",
+        "▁a",
+        "▁red",
+        "▁striped",
+        "▁circle",
+        ",",
+        "▁walks",
+        "▁in",
+        "▁the",
+        "▁forest",
+        ",",
+        "▁close-up",
+        ".",
+    ]
+    limit = get_preset("toy").max_sequence_length
+    for seed in range(30):
+        story, _ = make_story(seed)
+        for scene in story["scenes"]:
+            for prompt in scene["video_prompts"]:
+                ids = tokenizer(prompt).input_ids
+                assert tokenizer.unk_token_id not in ids and len(ids) <= limit
+
+
+def test_missing_weights_name_the_script(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="scripts/train_toy_model.py"):
+        build_toy_components(weights=tmp_path)
+
+
+def test_shipped_weights_load_and_fit_the_size_limit():
+    files = [p for p in TOY_WEIGHTS.rglob("*") if p.is_file()]
+    assert {p.relative_to(TOY_WEIGHTS).as_posix() for p in files} == {
+        "base.safetensors",
+        "lora/backbone_high_noise.safetensors",
+        "lora/backbone_low_noise.safetensors",
+        "README.md",
+    }
+    assert sum(p.stat().st_size for p in files) <= 20 * 2**20
+    pipe = StoryMemPipeline.from_preset("toy")
+    assert pipe.lora_variant == "mi2v"
+    for expert in (pipe.transformer, pipe.transformer_2):
+        assert "storymem" in expert.peft_config
+    # both slots hold the same trained network; T2V is derived from it
+    assert torch.equal(pipe.transformer.patch_embedding.weight, pipe.transformer_2.patch_embedding.weight)
+    assert torch.equal(pipe.t2v_transformer.patch_embedding.weight, pipe.transformer.patch_embedding.weight[:, :Z_DIM])
+
+
+def test_recipe_writes_weights_the_preset_loads(tmp_path):
+    from storymem.toyworld.recipe import RecipeConfig, make_toy_model
+
+    config = RecipeConfig(
+        out=str(tmp_path / "work"), base_steps=3, base_batch=2, groups=2, clips_per_group=2, lora_steps=2, lora_batch=2
+    )
+    weights = tmp_path / "weights"
+    losses = make_toy_model(config, weights, progress=False)
+    assert len(losses["base"]) == 3 and len(losses["lora"]) == 2
+    untrained = build_toy_components(weights=None)["transformer"]
+    trained = build_toy_components(weights=weights)["transformer"]
+    assert not torch.equal(trained.proj_out.weight, untrained.proj_out.weight)
+    pipe = StoryMemPipeline(**build_toy_components(weights=weights), preset="toy")
+    pipe.load_storymem_lora(weights / "lora")
+    lines = (tmp_path / "work" / "groups" / "metadata.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and len({json.loads(line)["group"] for line in lines}) == 2
+
+
+def test_main_command_runs_the_example_on_the_toy_model(tmp_path):
+    """The README's main command, as a user types it: no model named, no network."""
+    example = REPO / "examples" / "toy-pip.json"
+    out = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "storymem.cli", "generate", str(example), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    state = json.loads((out / "state.json").read_text())
+    assert state["settings"]["model"] == "toy" and state["finished"]
+    from storymem.toyworld.identity import identity_metrics
+    from storymem.video import read_video
+
+    story = json.loads(example.read_text())
+    prompts = [p for scene in story["scenes"] for p in scene["video_prompts"]]
+    videos = [read_video(out / "shots" / f"{name}.mp4") for name in state["completed"]]
+    assert [len(v) for v in videos] == [5, 4, 4, 5, 4, 5]  # MI2V shots drop the given frame
+    assert np.asarray(videos[0]).shape[1:] == (32, 32, 3)
+    assert (out / "storyboard.png").is_file() and (out / "story.mp4").is_file()
+    # the shots are pictures of the prompted places, not noise: a good part of every frame is
+    # within reach of its place's two colours (for random noise almost none is)
+    from storymem.toyworld.identity import foreground
+    from storymem.toyworld.stories import parse_caption
+
+    for prompt, video in zip(prompts, videos, strict=True):
+        assert np.mean([(~foreground(f, parse_caption(prompt).place)).mean() for f in video]) > 0.3
+    assert identity_metrics(prompts, videos) is not None
