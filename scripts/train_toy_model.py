@@ -1,6 +1,6 @@
 """Reproduce the built-in `toy` model's weights (src/storymem/models/toy_weights/).
 
-    python scripts/train_toy_model.py                      # the shipped recipe (~35 min on 2 CPU cores)
+    python scripts/train_toy_model.py                      # the shipped recipe (~40 min on 2 CPU cores)
     python scripts/train_toy_model.py --out /tmp/toy --weights /tmp/toy/weights --base-steps 50 --lora-steps 20
 
 Stage 1 trains the base I2V network on single toy clips; stage 2 trains the StoryMem M2V LoRA on

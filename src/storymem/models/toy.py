@@ -15,6 +15,7 @@ single toy clips, then the StoryMem M2V LoRA trained with `storymem.train` on gr
 
 from __future__ import annotations
 
+import copy
 import string
 from pathlib import Path
 
@@ -198,15 +199,11 @@ def build_toy_components(weights: str | Path | None = TOY_WEIGHTS, seed: int = 0
         if not file.is_file():
             raise WeightsNotFoundError(f"toy model weights not found at {file}; make them with: {REPRODUCE}")
         state = load_file(str(file))
-        text_encoder.load_state_dict(
-            {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
-        )
-        i2v.load_state_dict({k[len("transformer.") :]: v for k, v in state.items() if k.startswith("transformer.")})
-    # One trained network serves both noise ranges (boundary 0): the low-noise slot holds a copy.
-    i2v_low = StoryMemWanTransformer3DModel(**toy_transformer_config(I2V_CHANNELS)).eval()
-    i2v_low.load_state_dict(i2v.state_dict())
+        for prefix, module in (("text_encoder.", text_encoder), ("transformer.", i2v)):
+            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    # One trained network serves both noise ranges (boundary 0): the low-noise slots hold copies.
     t2v = t2v_from_i2v(i2v)
-    t2v_low = t2v_from_i2v(i2v)
+    i2v_low, t2v_low = copy.deepcopy(i2v), copy.deepcopy(t2v)
     return dict(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
