@@ -21,7 +21,7 @@ from storymem.runner import write_json
 from storymem.toyworld import make_story
 
 METHODS = ["storymem", "independent", "chain"]
-COLUMNS = ["identity", "identity_intro", "consistency_overall", "prompt_shot"]
+COLUMNS = ["identity", "identity_colour", "identity_intro", "consistency_overall"]
 
 
 def main() -> None:

@@ -96,6 +96,31 @@ def test_keyframes_and_prompts_are_encoded_once(tiny_pipe, memory):
     assert calls == {"vae": 5, "text": 3}
 
 
+def test_keyframes_evicted_while_encoding_new_ones_are_still_returned(tiny_pipe):
+    """A small cache: encoding two new keyframes evicts a cached one that the same call needs."""
+    a, b, c, d = frames_of(5)[:4]
+    expected = torch.cat([tiny_pipe.encode_keyframes([m], 32, 32) for m in (a, c, d)], dim=2)
+    tiny_pipe._latent_cache.clear()
+    tiny_pipe._latent_cache.capacity = 2
+    tiny_pipe.encode_keyframes([a, b], 32, 32)
+    got = tiny_pipe.encode_keyframes([a, c, d, c], 32, 32)
+    torch.testing.assert_close(got[:, :, :3], expected)
+    torch.testing.assert_close(got[:, :, 3], expected[:, :, 1])
+
+
+def test_a_batch_of_prompts_is_encoded_in_one_pass_and_equals_one_by_one(tiny_pipe):
+    prompts = ["a fox runs", "a cat sits", "a fox runs", ""]
+    alone = torch.cat([tiny_pipe.encode_prompt(p) for p in prompts])
+    tiny_pipe._prompt_cache.clear()
+    calls = []
+    forward = tiny_pipe.text_encoder.forward
+    tiny_pipe.text_encoder.forward = lambda ids, *a, **k: calls.append(len(ids)) or forward(ids, *a, **k)
+    together = tiny_pipe.encode_prompts(prompts)
+    assert calls == [3]  # the repeated prompt is encoded once
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    assert tiny_pipe.encode_prompts(prompts[:2]).shape == (2, *alone.shape[1:]) and calls == [3]  # cached
+
+
 def test_memory_images_of_other_sizes_are_resized(tiny_pipe):
     big = [PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8))]
     frames = tiny_pipe.generate_shot("a fox", memory=big, output_type="np")

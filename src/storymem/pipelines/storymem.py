@@ -221,14 +221,21 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
     # ------------------------------------------------------------------ encoders (cached)
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """UMT5 embeddings [1, L, D], zero past the prompt's tokens (as Wan). Cached per prompt."""
-        device = self._execution_device
+        return self.encode_prompts([prompt])
 
-        def encode():
-            max_len = self.preset.max_sequence_length
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """encode_prompt for a batch [B, L, D]: the prompts not cached yet go through UMT5 together."""
+        device = self._execution_device
+        found = {}
+        for prompt in dict.fromkeys(prompts):
+            if (prompt, device) in self._prompt_cache:
+                found[prompt] = self._prompt_cache.get_or_make((prompt, device), None)
+        todo = [p for p in dict.fromkeys(prompts) if p not in found]
+        if todo:
             tokens = self.tokenizer(
-                [prompt_clean(prompt)],
+                [prompt_clean(p) for p in todo],
                 padding="max_length",
-                max_length=max_len,
+                max_length=self.preset.max_sequence_length,
                 truncation=True,
                 add_special_tokens=True,
                 return_attention_mask=True,
@@ -236,9 +243,10 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             )
             ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
             hidden = self.text_encoder(ids, mask).last_hidden_state
-            return hidden * mask[..., None].to(hidden.dtype)
-
-        return self._prompt_cache.get_or_make((prompt, device), encode)
+            hidden = hidden * mask[..., None].to(hidden.dtype)
+            for i, prompt in enumerate(todo):
+                found[prompt] = self._prompt_cache.put((prompt, device), hidden[i : i + 1])
+        return torch.cat([found[p] for p in prompts])
 
     def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, self.vae.config.z_dim, 1, 1, 1)
@@ -266,14 +274,19 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         """
         pils = [_as_pil(img, f"memory[{i}]") for i, img in enumerate(images)]
         keys = [(hashlib.sha1(p.tobytes()).hexdigest(), p.size, height, width) for p in pils]
-        todo = [i for i, key in enumerate(keys) if key not in self._latent_cache]
+        # held here, not only in the cache: encoding new keyframes may evict cached ones this call needs
+        found = {key: self._latent_cache.get_or_make(key, None) for key in keys if key in self._latent_cache}
+        todo = {}  # key -> the first image with it
+        for i, key in enumerate(keys):
+            if key not in found:
+                todo.setdefault(key, i)
         if todo:
-            batch = torch.cat([image_to_tensor(pils[i], height, width) for i in todo])  # [n, 3, H, W]
+            batch = torch.cat([image_to_tensor(pils[i], height, width) for i in todo.values()])  # [n, 3, H, W]
             latents = self.vae_encode(batch[:, :, None])  # [n, 16, 1, h, w]
-            for j, i in enumerate(todo):
-                self._latent_cache.put(keys[i], latents[j : j + 1])  # [1, 16, 1, h, w]
+            for j, key in enumerate(todo):
+                found[key] = self._latent_cache.put(key, latents[j : j + 1])  # [1, 16, 1, h, w]
         device = self._execution_device
-        return torch.cat([self._latent_cache[k].to(device) for k in keys], dim=2)
+        return torch.cat([found[k].to(device) for k in keys], dim=2)
 
     def encode_video_condition(
         self, first_frames: Sequence[Image], num_frames: int, height: int, width: int

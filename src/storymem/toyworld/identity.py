@@ -3,9 +3,8 @@
 Per frame: the character is every pixel at least FOREGROUND_DISTANCE (RGB) from both colours of
 the shot's place (known from the caption). Its colour is the palette colour nearest to the
 median of its bright pixels (stripes are darker copies of the colour); it is striped when a
-large share of it is much darker than that; its shape comes from its outline: a triangle is
-narrow at the top, a square fills its bounding box's corners, a circle does not. A shot's look
-is the per-attribute majority over its frames.
+large share of it is much darker than that; its shape is the circle, square or triangle template
+that overlaps its outline best. A shot's look is the per-attribute majority over its frames.
 
 Per story: the share of later shots (those that name the character without describing it) whose
 look equals the one introduced in its first shot.
@@ -18,7 +17,7 @@ from collections import Counter
 import numpy as np
 
 from .stories import parse_caption
-from .world import COLOURS, PLACES, Look
+from .world import COLOURS, PLACES, SHAPES, Look, _shape_mask
 
 FOREGROUND_DISTANCE = 30.0
 MIN_PIXELS = 8
@@ -30,18 +29,27 @@ def foreground(frame: np.ndarray, place: str) -> np.ndarray:
     return np.minimum(*distances) >= FOREGROUND_DISTANCE
 
 
+# area of each shape in units of r^2 (world._shape_mask's geometry)
+_AREA_PER_R2 = {"circle": np.pi, "square": 1.8**2, "triangle": 0.5 * 2.2 * 2}
+
+
 def _shape(mask: np.ndarray) -> str:
+    """The shape whose template best overlaps the mask (IoU): each shape is drawn at the mask's
+    centroid with the radii its area implies (+-20%). Matching whole templates, not corners or
+    widths, keeps generated shapes with ragged edges readable."""
     ys, xs = np.nonzero(mask)
-    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
-    box = mask[top : bottom + 1, left : right + 1]
-    h, w = box.shape
-    third = max(1, h // 3)
-    widths_top, widths_bottom = box[:third].sum(1).mean(), box[-third:].sum(1).mean()
-    if widths_top < 0.6 * widths_bottom:
-        return "triangle"
-    k = max(1, round(min(h, w) * 0.2))
-    corners = np.concatenate([box[:k, :k].ravel(), box[:k, -k:].ravel(), box[-k:, :k].ravel(), box[-k:, -k:].ravel()])
-    return "square" if corners.mean() > 0.6 else "circle"
+    cx, cy, area = xs.mean() + 0.5, ys.mean() + 0.5, mask.sum()
+
+    def best_iou(shape: str) -> float:
+        best = 0.0
+        for scale in np.linspace(0.8, 1.2, 9):
+            r = scale * np.sqrt(area / _AREA_PER_R2[shape])
+            # a triangle's centroid lies r/3 below the centre of its box
+            template = _shape_mask(shape, mask.shape[0], cx, cy - r / 3 if shape == "triangle" else cy, r)
+            best = max(best, (template & mask).sum() / (template | mask).sum())
+        return best
+
+    return max(SHAPES, key=best_iou)
 
 
 def frame_look(frame: np.ndarray, place: str) -> Look | None:

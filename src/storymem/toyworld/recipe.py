@@ -1,8 +1,10 @@
 """How the built-in `toy` model is made: StoryMem's recipe at toy scale.
 
-1. Base model: the I2V network trained from scratch on single toy clips whose captions spell the
-   look out ("Pip, a red striped circle, walks in the forest."), half of them with their first
-   frame given (I2V), half without (T2V), 10% with an empty caption (for guidance).
+1. Base model: the I2V network trained from scratch on single toy clips. Half have their first
+   frame given (I2V), half not (T2V); 10% have an empty caption (for guidance). T2V captions
+   spell the look out ("Pip, a red striped circle, walks in the forest."); I2V captions do so only
+   half the time, and otherwise name the character ("Pip walks in the forest."), so the base
+   model learns to carry a look over from a given frame, as Wan's I2V does.
 2. M2V LoRA: `storymem.train` on grouped clips: a group is one look under one random name, and
    its captions mostly name the character only, so the look must come from memory frames of the
    group's other clips (as in a story's later shots).
@@ -35,7 +37,7 @@ from .world import ACTIONS, ALL_LOOKS, NAMES, PLACES, SHOTS, render_clip
 @dataclass
 class RecipeConfig:
     out: str
-    base_steps: int = 3000
+    base_steps: int = 10000
     base_lr: float = 1e-3
     base_batch: int = 8
     ema: float = 0.999
@@ -47,6 +49,8 @@ class RecipeConfig:
     lora_batch: int = 8
     max_memory: int = 6
     p_look_caption: float = 0.2  # share of M2V captions that still spell the look out
+    p_look_given: float = 0.5  # share of base I2V captions (first frame given) that spell the look out
+    mixed_precision: str = "bf16"  # no | bf16: autocast for both stages (weights stay fp32)
     seed: int = 0
 
 
@@ -67,19 +71,29 @@ def to_pixels(clip: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(clip).permute(3, 0, 1, 2).float() / 127.5 - 1.0
 
 
-def base_batch(pipe, rng: np.random.Generator, size: int, frames: int):
+def base_batch(pipe, rng: np.random.Generator, size: int, frames: int, config: RecipeConfig):
     """(x0, condition, text) for single-clip base training."""
-    clips, conditions, texts = [], [], []
+    clips, givens, captions = [], [], []
     for _ in range(size):
-        shot, look = random_shot(rng)
-        pixels = to_pixels(render_clip(look, shot.place, shot.action, shot.shot, frames=frames))[None]
         given = 1 if rng.random() < 0.5 else 0
-        caption = shot.caption() if rng.random() >= 0.1 else ""
-        video_condition = pipe.vae_encode(condition_pixels(pixels[:, :, :given], frames, *pixels.shape[-2:]))
-        clips.append(pipe.vae_encode(pixels))
-        conditions.append(pipe.assemble_condition(None, video_condition, given, frames))
-        texts.append(pipe.encode_prompt(caption))
-    return torch.cat(clips), torch.cat(conditions), torch.cat(texts)
+        # With its first frame given, a clip's caption often names the character only: the base
+        # model must then copy the look from the given frame, which M2V builds on.
+        describe = given == 0 or rng.random() < config.p_look_given
+        shot, look = random_shot(rng, describe=describe)
+        clips.append(to_pixels(render_clip(look, shot.place, shot.action, shot.shot, frames=frames)))
+        givens.append(given)
+        captions.append(shot.caption() if rng.random() >= 0.1 else "")
+    pixels = torch.stack(clips)
+    x0 = pipe.vae_encode(pixels)
+    video_conditions = pipe.vae_encode(
+        torch.cat(
+            [condition_pixels(p[None, :, :g], frames, *p.shape[-2:]) for p, g in zip(pixels, givens, strict=True)]
+        )
+    )
+    condition = torch.cat(
+        [pipe.assemble_condition(None, v[None], g, frames) for v, g in zip(video_conditions, givens, strict=True)]
+    )
+    return x0, condition, pipe.encode_prompts(captions)
 
 
 def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) -> list[float]:
@@ -104,12 +118,13 @@ def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) ->
     bar = tqdm(range(config.base_steps), desc="base model", disable=not progress)
     for step in bar:
         with torch.no_grad():
-            x0, condition, text = base_batch(pipe, rng, config.base_batch, frames)
+            x0, condition, text = base_batch(pipe, rng, config.base_batch, frames, config)
         noise = torch.randn(x0.shape, generator=generator)
         sigma = sample_sigmas(len(x0), "high", shift, 0.0, generator).view(-1, 1, 1, 1, 1)
         x = model_input((1 - sigma) * x0 + sigma * noise, condition)
-        prediction = model(x, sigma.flatten() * 1000, text, return_dict=False)[0]
-        loss = torch.nn.functional.mse_loss(prediction, noise - x0)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16"):
+            prediction = model(x, sigma.flatten() * 1000, text, return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss(prediction.float(), noise - x0)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -173,6 +188,7 @@ def make_toy_model(config: RecipeConfig, weights_out: Path, progress: bool = Tru
         max_memory=config.max_memory,
         batch_size=config.lora_batch,
         keyframes_per_clip=3,
+        mixed_precision=config.mixed_precision,
         checkpoint_every=max(config.lora_steps // 3, 1),
         seed=config.seed,
     )

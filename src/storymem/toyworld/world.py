@@ -80,7 +80,7 @@ def render_clip(
 ) -> np.ndarray:
     """uint8 [frames, size, size, 3]: the character doing `action` in `place`."""
     base = background(place, size)
-    radius = size * (0.17 if shot == "wide" else 0.3)
+    radius = size * (0.22 if shot == "wide" else 0.3)
     colour = np.array(COLOURS[look.colour], np.float32)
     rows = np.arange(size)[:, None]
     stripes = ((rows // 2) % 2 == 1) if look.pattern == "striped" else np.zeros((size, 1), bool)

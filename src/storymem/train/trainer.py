@@ -119,6 +119,7 @@ def build_batch(draws: list[Draw], encoded: list[dict], zero_video: torch.Tensor
 class Trainer:
     def __init__(self, config: TrainConfig, pipe=None, progress: bool = True):
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
 
         from ..pipelines import StoryMemPipeline
 
@@ -130,6 +131,9 @@ class Trainer:
         self.out = Path(c.out)
         self.work = self.out / c.expert
         self.progress = progress
+        # accelerate keeps one process-wide state; a second training in the same process (the toy
+        # recipe, a notebook) may ask for another precision, so start from a clean state
+        AcceleratorState._reset_state(reset_partial_state=True)
         self.accelerator = Accelerator(mixed_precision=c.mixed_precision, gradient_accumulation_steps=c.grad_accum)
         clips = load_metadata(c.data)
         self.pipe = pipe or StoryMemPipeline.from_preset(c.model, lora=False, load_t2v=False)
