@@ -64,6 +64,16 @@ class _Lru(OrderedDict):
             return self[key]
         return self.put(key, make())
 
+    def cached(self, keys) -> dict:
+        """{key: value} for the keys held (each marked as just used). The caller keeps the dict,
+        so values it needs survive evictions caused by what it adds next."""
+        found = {}
+        for key in keys:
+            if key in self:
+                self.move_to_end(key)
+                found[key] = self[key]
+        return found
+
     def put(self, key, value):
         self[key] = value
         self.move_to_end(key)
@@ -226,10 +236,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """encode_prompt for a batch [B, L, D]: the prompts not cached yet go through UMT5 together."""
         device = self._execution_device
-        found = {}
-        for prompt in dict.fromkeys(prompts):
-            if (prompt, device) in self._prompt_cache:
-                found[prompt] = self._prompt_cache.get_or_make((prompt, device), None)
+        found = {p: e for (p, _), e in self._prompt_cache.cached((p, device) for p in prompts).items()}
         todo = [p for p in dict.fromkeys(prompts) if p not in found]
         if todo:
             tokens = self.tokenizer(
@@ -274,8 +281,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         """
         pils = [_as_pil(img, f"memory[{i}]") for i, img in enumerate(images)]
         keys = [(hashlib.sha1(p.tobytes()).hexdigest(), p.size, height, width) for p in pils]
-        # held here, not only in the cache: encoding new keyframes may evict cached ones this call needs
-        found = {key: self._latent_cache.get_or_make(key, None) for key in keys if key in self._latent_cache}
+        found = self._latent_cache.cached(keys)
         todo = {}  # key -> the first image with it
         for i, key in enumerate(keys):
             if key not in found:
