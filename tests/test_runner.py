@@ -174,3 +174,20 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(pipe, tmp_path):
     whole = generate(pipe, STORY, tmp_path / "whole", steps=30, seed=7)
     assert np.array_equal(read_video(out / "story.mp4"), read_video(whole.video))
     assert len(read_video(whole.video)) == 13 + 12 + 13 + 12
+
+
+def test_storyboard_fits_the_memory_caption(tmp_path):
+    """One tiny memory frame is narrower than its caption; the board must still hold the caption."""
+    import PIL.ImageFont
+
+    from storymem.storyboard import render_storyboard
+
+    frame = PIL.Image.new("RGB", (32, 32), "blue")
+    frames = [frame] * 4  # 4 thumbnails of 96 px = 392 px: the board's width is set by the rows
+    render_storyboard([("01_01", frames, []), ("01_02", frames, [frame])], tmp_path / "b.png")
+    board = np.asarray(PIL.Image.open(tmp_path / "b.png").convert("L"))
+    caption_w = PIL.ImageFont.load_default(size=13).getlength("memory (1)")
+    memory_x = 8 + 4 * (96 + 2) + 8 * 3  # where the memory thumbnail starts
+    assert board.shape[1] >= memory_x + caption_w
+    # and nothing of the caption is drawn on the last columns (it is not cut at the edge)
+    assert (board[:, -6:] == 255).all()

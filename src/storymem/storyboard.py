@@ -26,6 +26,10 @@ def evenly_spaced(count: int, total: int) -> list[int]:
     return [round(i * (total - 1) / (count - 1)) for i in range(count)]
 
 
+def _memory_caption(memory: Sequence) -> str:
+    return f"memory ({len(memory)})"
+
+
 def render_storyboard(
     rows: Sequence[tuple[str, Sequence[PIL.Image.Image], Sequence[PIL.Image.Image]]],
     path: str | Path,
@@ -39,7 +43,9 @@ def render_storyboard(
     for label, frames, memory in rows:
         shot = [_thumb(f, frame_height) for f in frames]
         mem = [_thumb(m, memory_height) for m in memory]
-        width = sum(t.width + 2 for t in shot) + (pad * 3 + sum(t.width + 2 for t in mem) if mem else 0)
+        # the memory block is as wide as its thumbnails or its caption, whichever is wider
+        mem_w = max(sum(t.width + 2 for t in mem), font.getlength(_memory_caption(mem)))
+        width = sum(t.width + 2 for t in shot) + (pad * 3 + round(mem_w) if mem else 0)
         rendered.append((label, shot, mem, width))
     total_w = pad * 2 + max(max(r[3] for r in rendered), 420)
     row_h = label_h + frame_height + pad
@@ -56,7 +62,7 @@ def render_storyboard(
             x += pad
             draw.line([(x, y), (x, y + frame_height)], fill=(160, 160, 160), width=2)
             x += pad * 2
-            draw.text((x, y + memory_height + 2), f"memory ({len(mem)})", fill=(90, 90, 90), font=font)
+            draw.text((x, y + memory_height + 2), _memory_caption(mem), fill=(90, 90, 90), font=font)
             for t in mem:
                 board.paste(t, (x, y))
                 x += t.width + 2
