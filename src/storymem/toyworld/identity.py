@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 
 from .stories import parse_caption
-from .world import COLOURS, PLACES, SHAPES, Look, _shape_mask
+from .world import COLOURS, PLACES, SHAPE_AREA_PER_R2, SHAPES, Look, shape_mask
 
 FOREGROUND_DISTANCE = 30.0
 MIN_PIXELS = 8
@@ -27,10 +27,6 @@ def foreground(frame: np.ndarray, place: str) -> np.ndarray:
     pixels = frame.astype(np.float32)
     distances = [np.linalg.norm(pixels - np.array(c, np.float32), axis=-1) for c in PLACES[place]]
     return np.minimum(*distances) >= FOREGROUND_DISTANCE
-
-
-# area of each shape in units of r^2 (world._shape_mask's geometry)
-_AREA_PER_R2 = {"circle": np.pi, "square": 1.8**2, "triangle": 0.5 * 2.2 * 2}
 
 
 def _shape(mask: np.ndarray) -> str:
@@ -43,9 +39,9 @@ def _shape(mask: np.ndarray) -> str:
     def best_iou(shape: str) -> float:
         best = 0.0
         for scale in np.linspace(0.8, 1.2, 9):
-            r = scale * np.sqrt(area / _AREA_PER_R2[shape])
+            r = scale * np.sqrt(area / SHAPE_AREA_PER_R2[shape])
             # a triangle's centroid lies r/3 below the centre of its box
-            template = _shape_mask(shape, mask.shape[0], cx, cy - r / 3 if shape == "triangle" else cy, r)
+            template = shape_mask(shape, mask.shape[0], cx, cy - r / 3 if shape == "triangle" else cy, r)
             best = max(best, (template & mask).sum() / (template | mask).sum())
         return best
 

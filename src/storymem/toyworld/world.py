@@ -53,7 +53,12 @@ class Look:
 ALL_LOOKS = tuple(Look(s, c, p) for s in SHAPES for c in COLOURS for p in PATTERNS)
 
 
-def _shape_mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.ndarray:
+# each shape's area in units of r^2 (shape_mask's geometry: circle of radius r, square of side
+# 1.8 r, triangle of height 2 r and base 2.2 r); the identity reader sizes its templates by it
+SHAPE_AREA_PER_R2 = {"circle": np.pi, "square": 1.8**2, "triangle": 0.5 * 2.2 * 2}
+
+
+def shape_mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size] + 0.5
     if shape == "circle":
         return (x - cx) ** 2 + (y - cy) ** 2 <= r**2
@@ -99,7 +104,7 @@ def render_clip(
             cy += size * 0.02 * np.sin(2 * np.pi * t)
         else:
             raise ValueError(f"unknown action {action!r}")
-        mask = _shape_mask(look.shape, size, cx, cy, r)
+        mask = shape_mask(look.shape, size, cx, cy, r)
         shade = np.where(stripes, STRIPE_DARKNESS, 1.0)[..., None] * colour
         frame = base.copy()
         frame[mask] = np.broadcast_to(shade, (size, size, 3))[mask].round().astype(np.uint8)
