@@ -3,6 +3,7 @@ built-in `toy` model, evaluated with the identity metric and the ST-Bench metric
 
     python benchmarks/toy_benchmark.py --out toy-bench                  # the shipped weights
     python benchmarks/toy_benchmark.py --out toy-bench-2 --weights DIR  # weights from scripts/train_toy_model.py
+    python benchmarks/toy_benchmark.py --out toy-bench-base --no-lora   # ablation: memory read by the base alone
 
 The same as `storymem toy-stories --out S --count 20 && storymem bench S --model toy --out B`,
 plus the option to score other toy weights. Resumable: a re-run skips finished runs.
@@ -30,6 +31,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20, help="number of stories (seeds 0..count-1)")
     parser.add_argument("--weights", type=Path, default=None, help="toy weights folder (default: the package's)")
     parser.add_argument("--seed", type=int, default=0, help="generation seed")
+    parser.add_argument(
+        "--no-lora", action="store_true", help="ablation: the base model reads memory without the M2V LoRA"
+    )
     args = parser.parse_args()
 
     stories = args.out / "stories"
@@ -39,15 +43,14 @@ def main() -> None:
         write_json(stories / f"{story['story_name']}.json", story)
 
     if args.weights is None:
-        pipe, lora = StoryMemPipeline.from_preset("toy"), None
+        pipe, lora = StoryMemPipeline.from_preset("toy", lora=False if args.no_lora else None), None
     else:
         from storymem.models.toy import build_toy_components
 
-        pipe, lora = (
-            StoryMemPipeline(**build_toy_components(weights=args.weights), preset="toy"),
-            str(args.weights / "lora"),
-        )
-        pipe.load_storymem_lora(lora)
+        pipe = StoryMemPipeline(**build_toy_components(weights=args.weights), preset="toy")
+        lora = None if args.no_lora else str(args.weights / "lora")
+        if lora:
+            pipe.load_storymem_lora(lora)
     pipe.set_progress_bar_config(disable=True)
     video_text, aesthetic = load_evaluators("auto", "toy")
     start = time.perf_counter()
