@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ..sampling import Sampling
+
 TOY_WEIGHTS = Path(__file__).parent / "toy_weights"
 
 # Wan2.2's default negative prompt (shared config of the official code).
@@ -21,18 +23,6 @@ WAN_NEGATIVE_PROMPT = (
     "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
     "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
 )
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampler settings for one kind of shot. `guidance` is for the high-noise expert
-    (t >= boundary * 1000), `guidance_2` for the low-noise expert."""
-
-    steps: int
-    shift: float
-    boundary: float
-    guidance: float
-    guidance_2: float
 
 
 @dataclass(frozen=True)
@@ -60,8 +50,21 @@ class Preset:
     # Keyframe selection: CLIP image embedder (hub id, or "tiny") and the default quality filter.
     keyframe_embedder: str = "openai/clip-vit-base-patch32"
     quality: str = "hpsv3"
+    # Preview mode (a step-distilled LoRA on top): its sampler for T2V and memory shots; None = no preview.
+    preview_t2v: Sampling | None = None
+    preview_m2v: Sampling | None = None
     # Presets built in code instead (tiny, toy): returns the pipeline's components.
     build: Callable[[], dict] | None = None
+
+
+# The Wan2.2-Lightning / LightX2V recipe (their configs and code): Euler, 4 steps, shift 5,
+# no CFG, the stock expert boundaries, sigmas linspace(1, 0, 5)[:-1] before the shift.
+LIGHTNING_T2V = Sampling(
+    steps=4, shift=5.0, boundary=0.875, guidance=1.0, guidance_2=1.0, solver="euler", grid="lightning"
+)
+LIGHTNING_I2V = Sampling(
+    steps=4, shift=5.0, boundary=0.9, guidance=1.0, guidance_2=1.0, solver="euler", grid="lightning"
+)
 
 
 def _tiny_components() -> dict:
@@ -86,6 +89,8 @@ PRESETS: dict[str, Preset] = {
         fps=16,
         t2v=Sampling(steps=40, shift=12.0, boundary=0.875, guidance=3.5, guidance_2=3.5),
         m2v=Sampling(steps=40, shift=4.0, boundary=0.9, guidance=3.5, guidance_2=3.5),
+        preview_t2v=LIGHTNING_T2V,
+        preview_m2v=LIGHTNING_I2V,
         dtype=torch.bfloat16,
         negative_prompt=WAN_NEGATIVE_PROMPT,
         max_sequence_length=512,
@@ -103,8 +108,9 @@ PRESETS: dict[str, Preset] = {
         num_frames=5,
         fps=4,
         # One trained network for all noise levels: boundary 0 sends every step to the first expert.
-        t2v=Sampling(steps=20, shift=3.0, boundary=0.0, guidance=3.0, guidance_2=3.0),
-        m2v=Sampling(steps=20, shift=3.0, boundary=0.0, guidance=3.0, guidance_2=3.0),
+        # Trained and benchmarked with diffusers' sigma grid.
+        t2v=Sampling(steps=20, shift=3.0, boundary=0.0, guidance=3.0, guidance_2=3.0, grid="diffusers"),
+        m2v=Sampling(steps=20, shift=3.0, boundary=0.0, guidance=3.0, guidance_2=3.0, grid="diffusers"),
         dtype=torch.float32,
         negative_prompt="",
         max_sequence_length=24,
@@ -125,6 +131,8 @@ PRESETS: dict[str, Preset] = {
         # Same shifts and boundaries as the real preset so both experts are exercised.
         t2v=Sampling(steps=4, shift=12.0, boundary=0.875, guidance=3.5, guidance_2=3.5),
         m2v=Sampling(steps=4, shift=4.0, boundary=0.9, guidance=3.5, guidance_2=3.5),
+        preview_t2v=LIGHTNING_T2V,
+        preview_m2v=LIGHTNING_I2V,
         dtype=torch.float32,
         negative_prompt=WAN_NEGATIVE_PROMPT,
         max_sequence_length=32,
