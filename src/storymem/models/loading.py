@@ -1,87 +1,132 @@
 """Load a preset's components: diffusers-format Wan2.2 folders or hub repos, or a built-in model.
 
-Missing weights are a `WeightsNotFoundError` that says where we looked and the command that
-downloads them; nothing is fetched before we know it exists.
+A hub id is looked up in the local Hugging Face cache first and loaded from there without
+touching the network. Only when it is not cached do we go online: with HF_HUB_OFFLINE set, or
+when the hub cannot be reached, that is one line at once (no retries); otherwise the repo is
+downloaded. Folders are checked before any weights are read: the right kind of pipeline (I2V
+for --i2v, T2V for --t2v) with the subfolders we load.
 """
 
 from __future__ import annotations
 
-import os
-import re
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
+from .. import hub
 from ..errors import WeightsNotFoundError
+from ..sampling import Sampling, make_scheduler
 from .presets import Preset
 from .transformer import StoryMemWanTransformer3DModel
 
 
-def flow_scheduler(shift: float = 4.0) -> UniPCMultistepScheduler:
-    """Wan's sampler: UniPC on flow-matching sigmas. The shift is set per shot kind."""
-    return UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift, num_train_timesteps=1000
-    )
+def flow_scheduler(shift: float = 4.0):
+    """The scheduler component a pipeline is saved with (each shot builds its own from its Sampling)."""
+    return make_scheduler(Sampling(steps=1, shift=shift, boundary=0, guidance=1, guidance_2=1, grid="diffusers"))
 
 
-def locate_weights(source: str, what: str) -> str:
-    """Return a loadable folder or repo id, or say exactly why it cannot be loaded."""
+# What each kind of folder must hold: model_index class, subfolders, transformer input channels.
+KINDS = {
+    "i2v": ("WanImageToVideoPipeline", ("transformer", "transformer_2", "text_encoder", "tokenizer", "vae"), 36),
+    "t2v": ("WanPipeline", ("transformer", "transformer_2"), 16),
+}
+NAMES = {"i2v": "Wan2.2 I2V-A14B (--i2v)", "t2v": "Wan2.2 T2V-A14B (--t2v)"}
+
+
+def locate_weights(source: str, kind: str) -> Path:
+    """A local diffusers-format folder for `source` (folder or hub id), or one line saying why not."""
+    what = NAMES[kind]
     path = Path(source).expanduser()
-    stem = source.rstrip("/").split("/")[-1]
-    hint = f"download them with: hf download {source if not path.exists() else '<repo id>'} --local-dir ./models/{stem}"
     if path.exists():
-        if not (path / "model_index.json").is_file() and not (path / "transformer").is_dir():
-            raise WeightsNotFoundError(
-                f"{what} weights not found: {path} is not a diffusers-format folder (no model_index.json); "
-                f"use the '-Diffusers' repos, e.g. Wan-AI/Wan2.2-I2V-A14B-Diffusers"
-            )
-        return str(path)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", source):
+        check_folder(path, kind)
+        return path
+    if not hub.is_hub_id(source):
         raise WeightsNotFoundError(f"{what} weights not found: no folder {path}")
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.constants import HF_HUB_CACHE
+    hint = (
+        f"download them with: hf download {source} --local-dir ./models/{source.split('/')[-1]}, then pass that folder"
+    )
+    folder = hub.snapshot(source, f"{what} weights", hint)
+    check_folder(folder, kind)
+    return folder
 
-    try:
-        hf_hub_download(source, "model_index.json")
-    except Exception as e:
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+
+def check_folder(path: Path, kind: str) -> None:
+    """A diffusers-format folder of the right pipeline, with every subfolder we load."""
+    what = NAMES[kind]
+    cls, subfolders, channels = KINDS[kind]
+    index = path / "model_index.json"
+    if not index.is_file():
         raise WeightsNotFoundError(
-            f"{what} weights not found: looked for {source} in the Hugging Face cache {HF_HUB_CACHE} and "
-            f"could not download it{offline} ({type(e).__name__}); {hint}, then pass that folder"
-        ) from None
-    return source
+            f"{what} weights not found: {path} is not a diffusers-format folder (no model_index.json); "
+            f"use the '-Diffusers' repos, e.g. Wan-AI/Wan2.2-{kind.upper()}-A14B-Diffusers"
+        )
+    try:
+        found = json.loads(index.read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found != cls:
+        other = next((k for k, v in KINDS.items() if v[0] == found), None)
+        swap = f" (that is the --{other} folder)" if other else ""
+        raise WeightsNotFoundError(f"{path}: holds a {found or 'unknown'} pipeline{swap}; {what} needs a {cls} folder")
+    missing = [s for s in subfolders if not (path / s).is_dir()]
+    if missing:
+        raise WeightsNotFoundError(f"{path}: incomplete {what} folder, missing {', '.join(missing)}/")
+    try:
+        in_channels = json.loads((path / "transformer" / "config.json").read_text()).get("in_channels")
+    except (OSError, ValueError, AttributeError):
+        raise WeightsNotFoundError(f"{path}: transformer/config.json is missing or unreadable") from None
+    if in_channels != channels:
+        raise WeightsNotFoundError(
+            f"{path}: its transformer takes {in_channels} input channels; {what} has {channels} "
+            "(a Wan2.2 A14B folder of the other kind, or another model?)"
+        )
 
 
-def load_wan_components(
-    preset: Preset,
-    t2v: str | None = None,
-    i2v: str | None = None,
-    load_t2v: bool = True,
-    torch_dtype: torch.dtype | None = None,
-) -> dict:
-    """Text encoder, tokenizer and VAE are shared (taken from the I2V repo); the T2V experts are
-    loaded only when `load_t2v` (they serve the first shot when no reference images are given)."""
+def _from_pretrained(cls, folder: Path, subfolder: str, **kwargs):
+    try:
+        return cls.from_pretrained(str(folder), subfolder=subfolder, **kwargs)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise WeightsNotFoundError(f"{folder / subfolder}: cannot load it ({first}); an incomplete download?") from None
+
+
+def load_wan_components(preset: Preset, i2v: str | None = None, torch_dtype: torch.dtype | None = None) -> dict:
+    """The I2V experts with the shared text encoder, tokenizer and VAE (taken from the I2V folder)."""
     from transformers import AutoTokenizer, UMT5EncoderModel
 
     dtype = torch_dtype or preset.dtype
-    i2v_source = locate_weights(i2v or preset.i2v_source, "Wan2.2 I2V-A14B")
-    t2v_source = locate_weights(t2v or preset.t2v_source, "Wan2.2 T2V-A14B") if load_t2v else None
+    folder = locate_weights(i2v or preset.i2v_source, "i2v")
 
-    def expert(cls, source, subfolder):
-        return cls.from_pretrained(source, subfolder=subfolder, torch_dtype=dtype).eval()
+    def expert(subfolder):
+        return _from_pretrained(StoryMemWanTransformer3DModel, folder, subfolder, torch_dtype=dtype).eval()
 
     return dict(
-        tokenizer=AutoTokenizer.from_pretrained(i2v_source, subfolder="tokenizer"),
-        text_encoder=UMT5EncoderModel.from_pretrained(i2v_source, subfolder="text_encoder", torch_dtype=dtype).eval(),
+        tokenizer=_from_pretrained(AutoTokenizer, folder, "tokenizer"),
+        text_encoder=_from_pretrained(UMT5EncoderModel, folder, "text_encoder", torch_dtype=dtype).eval(),
         # The VAE stays in fp32: it is small and bf16 visibly degrades decoding.
-        vae=AutoencoderKLWan.from_pretrained(i2v_source, subfolder="vae", torch_dtype=torch.float32).eval(),
+        vae=_from_pretrained(AutoencoderKLWan, folder, "vae", torch_dtype=torch.float32).eval(),
         scheduler=flow_scheduler(preset.m2v.shift),
-        transformer=expert(StoryMemWanTransformer3DModel, i2v_source, "transformer"),
-        transformer_2=expert(StoryMemWanTransformer3DModel, i2v_source, "transformer_2"),
-        t2v_transformer=expert(WanTransformer3DModel, t2v_source, "transformer") if t2v_source else None,
-        t2v_transformer_2=expert(WanTransformer3DModel, t2v_source, "transformer_2") if t2v_source else None,
+        transformer=expert("transformer"),
+        transformer_2=expert("transformer_2"),
     )
+
+
+def t2v_loader(preset: Preset, t2v: str | None = None, torch_dtype: torch.dtype | None = None) -> Callable[[], tuple]:
+    """A function that loads the T2V experts when a shot first needs them. The folder is located
+    (and checked) now, so a missing one fails before any work."""
+    folder = locate_weights(t2v or preset.t2v_source, "t2v")
+    dtype = torch_dtype or preset.dtype
+
+    def load():
+        return tuple(
+            _from_pretrained(WanTransformer3DModel, folder, sub, torch_dtype=dtype).eval()
+            for sub in ("transformer", "transformer_2")
+        )
+
+    return load
 
 
 def load_components(preset: Preset, **kwargs) -> dict:

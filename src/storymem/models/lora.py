@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .. import hub
 from ..errors import LoraError
 
 ADAPTER_NAME = "storymem"
@@ -211,7 +212,7 @@ def resolve_lora_files(source: str | Path, variant: str, subfolders: dict[str, s
             f"{path}: cannot tell which expert this file is for; name it backbone_high_noise.safetensors or backbone_low_noise.safetensors"
         )
     if not path.exists():
-        if re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
+        if hub.is_hub_id(source):
             path = _download_lora(str(source), subfolders.get(variant, ""))
         else:
             raise LoraError(f"{path}: LoRA path not found")
@@ -230,12 +231,6 @@ def resolve_lora_files(source: str | Path, variant: str, subfolders: dict[str, s
 
 
 def _download_lora(repo: str, subfolder: str) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo, allow_patterns=[f"{subfolder}/*"] if subfolder else None))
-    except Exception as e:
-        raise LoraError(
-            f"StoryMem LoRA {repo} not found locally and could not be downloaded ({type(e).__name__}); "
-            f"download it with: hf download {repo} --include '{subfolder}/*' --local-dir ./models/StoryMem"
-        ) from None
+    hint = f"download it with: hf download {repo} --include '{subfolder}/*' --local-dir ./models/StoryMem"
+    patterns = [f"{subfolder}/*"] if subfolder else None
+    return hub.snapshot(repo, f"StoryMem LoRA {repo}", hint, allow_patterns=patterns, error=LoraError)

@@ -13,9 +13,11 @@ try:  # transformers >= 5: the PIL processor, which needs no torchvision
 except ImportError:
     from transformers import CLIPImageProcessor
 
+from .. import hub
 from ..errors import WeightsNotFoundError
 
 CLIP_B32 = "openai/clip-vit-base-patch32"  # the published keyframe-selection model
+CLIP_FILES = ["*.json", "*.safetensors", "*.txt"]  # not the repo's duplicate pytorch/flax/tf weights
 # The random-weight CLIP of tests (keyframe selection here, evaluation features in eval/).
 TINY_CLIP_VISION = dict(
     hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
@@ -37,8 +39,12 @@ class ClipImageEmbedder:
 
     @classmethod
     def from_pretrained(cls, model_id: str = CLIP_B32, device: str | torch.device = "cpu", **kwargs):
+        source = model_id
+        if hub.is_hub_id(model_id):  # cache first; offline: one line at once, no retries
+            hint = f"download them with: hf download {model_id}, or pass a local CLIP folder"
+            source = str(hub.snapshot(model_id, f"CLIP weights {model_id}", hint, allow_patterns=CLIP_FILES))
         try:
-            model = CLIPVisionModelWithProjection.from_pretrained(model_id, **kwargs)
+            model = CLIPVisionModelWithProjection.from_pretrained(source, **kwargs)
         except OSError as e:
             raise WeightsNotFoundError(
                 f"CLIP weights {model_id} not found locally and not downloadable ({type(e).__name__}); "
