@@ -148,10 +148,11 @@ def test_bad_settings_are_refused_or_warned(tiny_pipe, memory):
         tiny_pipe.generate_shot("x", memory=memory)
 
 
-def test_t2v_needs_the_t2v_experts(tiny_pipe):
-    tiny_pipe.t2v_transformer = None
+def test_t2v_needs_the_t2v_experts():
+    pipe = StoryMemPipeline.from_preset("tiny", load_t2v=False)
+    assert pipe.t2v_transformer is None and pipe.t2v_loader is None
     with pytest.raises(InputError, match="needs the T2V experts"):
-        tiny_pipe.generate_shot("x")
+        pipe.generate_shot("x")
 
 
 def test_stock_transformer_is_refused():

@@ -49,6 +49,72 @@ def validate(
         raise typer.Exit(1)
 
 
+I2vOption = Annotated[
+    str | None,
+    typer.Option("--i2v", help="Wan2.2 I2V-A14B weights: diffusers-format folder or hub id (default: the preset's)."),
+]
+T2vOption = Annotated[
+    str | None,
+    typer.Option("--t2v", help="Wan2.2 T2V-A14B weights, for a first shot without references (folder or hub id)."),
+]
+MemoryModeOption = Annotated[
+    str,
+    typer.Option(
+        help="Where the weights live on the GPU: auto (from free memory), resident, fp8, group-offload or model-offload."
+    ),
+]
+CompileOption = Annotated[
+    bool, typer.Option("--compile", help="Compile the experts' blocks (torch.compile, regional).")
+]
+AttentionOption = Annotated[
+    str | None, typer.Option(help="diffusers attention backend, e.g. flash, _flash_3, sage (default: native SDPA).")
+]
+PreviewOption = Annotated[
+    Path | None, typer.Option(help="Folder of step-distilled Wan2.2 LoRAs (Lightning): a 4-step preview.")
+]
+SigmaGridOption = Annotated[
+    str | None, typer.Option(help="Noise-level grid: official, diffusers or lightning (default: the preset's).")
+]
+KeyframeClipOption = Annotated[
+    str | None, typer.Option(help="CLIP for keyframe selection: folder or hub id (default: the preset's).")
+]
+
+
+def _pipeline(
+    model: str,
+    *,
+    lora: str | bool | None = None,
+    variant: str = "mi2v",
+    i2v: str | None = None,
+    t2v: str | None = None,
+    load_t2v: bool = True,
+    preview: Path | None = None,
+    memory_mode: str = "auto",
+    compile: bool = False,
+    attention: str | None = None,
+    sigma_grid: str | None = None,
+):
+    """A placed pipeline. Every option (sigma_grid too, used later) is checked before any weights are read."""
+    import torch
+
+    from .acceleration import check_attention_backend, check_memory_mode
+    from .pipelines import StoryMemPipeline
+    from .sampling import check_sigma_grid
+
+    check_sigma_grid(sigma_grid)
+    device = torch.device(_device())
+    check_memory_mode(memory_mode, device)
+    if attention is not None:
+        check_attention_backend(attention, device)
+    pipe = StoryMemPipeline.from_preset(
+        model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, load_t2v=load_t2v, preview=preview
+    )
+    chosen = pipe.enable_memory_mode(memory_mode, compile=compile, attention=attention)
+    if pipe.preset.build is None:  # real weights: say where they went
+        sys.stderr.write(f"memory mode: {chosen}" + (" (auto)\n" if memory_mode == "auto" else "\n"))
+    return pipe
+
+
 @app.command()
 def generate(
     story_path: Annotated[Path, typer.Argument(metavar="STORY.json", help="Story script (ST-Bench format).")],
@@ -81,12 +147,17 @@ def generate(
         typer.Option(help="storymem (ours); baselines: independent (T2V per shot), chain (I2V from the last frame)."),
     ] = "storymem",
     no_memory: Annotated[bool, typer.Option(help="Same as --method independent.")] = False,
-    offload: Annotated[str, typer.Option(help="auto, none, model or sequential (CPU offload on a GPU).")] = "auto",
+    i2v: I2vOption = None,
+    t2v: T2vOption = None,
+    memory_mode: MemoryModeOption = "auto",
+    compile: CompileOption = False,
+    attention: AttentionOption = None,
+    preview: PreviewOption = None,
+    sigma_grid: SigmaGridOption = None,
+    keyframe_clip: KeyframeClipOption = None,
 ) -> None:
     """Generate a multi-shot story video with memory into a run folder (resumable)."""
     import time
-
-    from .pipelines import StoryMemPipeline
 
     story = load_story(story_path)
     refs = [str(p.resolve()) for p in references] if references else None
@@ -94,9 +165,11 @@ def generate(
         if not Path(ref).is_file():
             raise InputError(f"{ref}: reference image not found")
     start = time.perf_counter()
-    pipe = StoryMemPipeline.from_preset(model, lora=lora, variant=variant)
+    pipe = _pipeline(
+        model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, preview=preview,
+        memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid,
+    )  # fmt: skip
     pipe.set_progress_bar_config(leave=False, desc="steps")
-    _place(pipe, offload)
     try:
         result = pipe.generate_story(
             story,
@@ -116,6 +189,8 @@ def generate(
             method="independent" if no_memory else method,
             aesthetic_head=aesthetic_head,
             lora=lora,
+            sigma_grid=sigma_grid,
+            keyframe_clip=keyframe_clip,
         )
     except KeyboardInterrupt:
         sys.stderr.write(
@@ -142,20 +217,27 @@ def shot(
     ] = None,
     variant: Annotated[str, typer.Option(help="LoRA variant: mi2v or mm2v.")] = "mi2v",
     seed: int = 0,
-    offload: Annotated[str, typer.Option(help="auto, none, model or sequential (CPU offload on a GPU).")] = "auto",
     steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the preset's).")] = None,
     frames: Annotated[int | None, typer.Option(help="Frames, 4k+1 (default: the preset's).")] = None,
     height: int | None = None,
     width: int | None = None,
+    i2v: I2vOption = None,
+    t2v: T2vOption = None,
+    memory_mode: MemoryModeOption = "auto",
+    compile: CompileOption = False,
+    attention: AttentionOption = None,
+    preview: PreviewOption = None,
+    sigma_grid: SigmaGridOption = None,
 ) -> None:
     """Generate one shot conditioned on memory images (the building block of a story)."""
-    from .pipelines import StoryMemPipeline
     from .video import load_image, write_video
 
     memory_images = [load_image(p) for p in memory or []]
     given = [load_image(p) for p in first_frames or []]
-    pipe = StoryMemPipeline.from_preset(model, lora=lora, variant=variant)
-    _place(pipe, offload)
+    pipe = _pipeline(
+        model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, load_t2v=not (memory_images or given),
+        preview=preview, memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid,
+    )  # fmt: skip
     video = pipe.generate_shot(
         prompt,
         memory_images,
@@ -165,28 +247,10 @@ def shot(
         num_frames=frames,
         height=height,
         width=width,
+        sigma_grid=sigma_grid,
     )
     write_video(video, out, fps=pipe.preset.fps)
     print(f"wrote {out} ({len(video)} frames, {video[0].width}x{video[0].height})")
-
-
-def _place(pipe, offload: str) -> None:
-    """Put the pipeline on the GPU if there is one. `auto` keeps built-in models whole on the
-    device and offloads the real experts model by model (one 14B expert on the GPU at a time)."""
-    import torch
-
-    if offload not in ("auto", "none", "model", "sequential"):
-        raise InputError(f"--offload must be auto, none, model or sequential, got {offload!r}")
-    if not torch.cuda.is_available():
-        return
-    if offload == "auto":
-        offload = "none" if pipe.preset.build else "model"
-    if offload == "model":
-        pipe.enable_model_cpu_offload()
-    elif offload == "sequential":
-        pipe.enable_sequential_cpu_offload()
-    else:
-        pipe.to("cuda")
 
 
 ExtractorOption = Annotated[
@@ -251,20 +315,28 @@ def bench(
     extractor: ExtractorOption = "auto",
     viclip: ViclipOption = None,
     aesthetic_head: HeadOption = "auto",
-    offload: Annotated[str, typer.Option(help="auto, none, model or sequential (CPU offload on a GPU).")] = "auto",
+    i2v: I2vOption = None,
+    t2v: T2vOption = None,
+    memory_mode: MemoryModeOption = "auto",
+    compile: CompileOption = False,
+    attention: AttentionOption = None,
+    preview: PreviewOption = None,
+    sigma_grid: SigmaGridOption = None,
+    keyframe_clip: KeyframeClipOption = None,
 ) -> None:
     """Generate every story with every method (resumable), evaluate, and write the report."""
     from .eval import load_evaluators
     from .eval.bench import find_stories, parse_methods, run_bench
-    from .pipelines import StoryMemPipeline
 
     chosen = parse_methods(methods)
     for path in find_stories(stories).values():  # fail on a bad script before loading models
         load_story(path)
     video_text, aesthetic = load_evaluators(extractor, model, viclip and str(viclip), aesthetic_head, _device())
-    pipe = StoryMemPipeline.from_preset(model, lora=lora, variant=variant)
+    pipe = _pipeline(
+        model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, preview=preview,
+        memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid,
+    )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
-    _place(pipe, offload)
     result = run_bench(
         pipe,
         stories,
@@ -277,6 +349,8 @@ def bench(
         frames=frames,
         variant=variant,
         lora=lora,
+        sigma_grid=sigma_grid,
+        keyframe_clip=keyframe_clip,
     )
     print((out / "results.md").read_text())
     print(
@@ -301,6 +375,10 @@ def train_command(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoints, loss.png and lora/ go here.")] = None,
     model: Annotated[str, typer.Option(help="Model preset to fine-tune.")] = DEFAULT_MODEL,
+    i2v: Annotated[
+        str | None,
+        typer.Option("--i2v", help="Wan2.2 I2V-A14B weights to fine-tune (folder or hub id; no --t2v: M2V is I2V)."),
+    ] = None,
     expert: Annotated[str, typer.Option(help="high or low: each expert trains on its own timestep range.")] = "high",
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
     lr: Annotated[float, typer.Option(help="AdamW learning rate (StoryMem: 1e-5).")] = 1e-5,
@@ -333,7 +411,7 @@ def train_command(
         max_memory=max_memory, p_first=p_first, variant=variant, batch_size=batch_size, grad_accum=grad_accum,
         mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
         keyframes_per_clip=keyframes_per_clip, frames=frames, height=height, width=width,
-        cache=str(cache) if cache else None, checkpoint_every=checkpoint_every, seed=seed,
+        cache=str(cache) if cache else None, checkpoint_every=checkpoint_every, seed=seed, i2v=i2v,
     )  # fmt: skip
     file = train(config, resume=resume)
     other = "low" if expert == "high" else "high"
@@ -351,6 +429,9 @@ def train_cache(
     data: Annotated[Path, typer.Option(help="Folder with clips and metadata.jsonl.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Cache folder.")],
     model: Annotated[str, typer.Option(help="Model preset (its VAE and text encoder).")] = DEFAULT_MODEL,
+    i2v: Annotated[
+        str | None, typer.Option("--i2v", help="Wan2.2 I2V-A14B weights (folder or hub id): its VAE and UMT5.")
+    ] = None,
     variant: Annotated[str, typer.Option(help="mi2v or mm2v (which first frames to encode).")] = "mi2v",
     keyframes_per_clip: int = 4,
     frames: int | None = None,
@@ -362,8 +443,8 @@ def train_cache(
     from .train import EncodeSettings, load_metadata, write_cache
 
     clips = load_metadata(data)
-    pipe = StoryMemPipeline.from_preset(model, lora=False, load_t2v=False)
-    _place(pipe, "none")
+    pipe = StoryMemPipeline.from_preset(model, lora=False, load_t2v=False, i2v=i2v)
+    pipe.enable_memory_mode("resident")  # the experts are never activated here: they stay on the CPU
     preset = pipe.preset
     settings = EncodeSettings(
         model, height or preset.height, width or preset.width, frames or preset.num_frames, keyframes_per_clip, variant

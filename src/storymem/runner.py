@@ -27,7 +27,7 @@ import PIL.Image
 import torch
 from tqdm.auto import tqdm
 
-from .conditioning import mode_for
+from .conditioning import ShotMode, mode_for
 from .errors import InputError, StoryMemError
 from .memory import Keyframe, MemoryBank, select_keyframes
 from .story import Shot, Story
@@ -60,10 +60,19 @@ class RunSettings:
     width: int | None = None
     method: str = "storymem"
     quality: str = "none"
+    preview: str | None = None  # folder of step-distilled LoRAs (preview mode)
+    sigma_grid: str | None = None  # None: the preset's
+    keyframe_clip: str | None = None  # keyframe-selection CLIP (folder or hub id); None: the preset's
 
     def differences(self, saved: dict) -> list[str]:
         mine = asdict(self)
-        return [f"{k}: saved {saved.get(k)!r}, now {mine[k]!r}" for k in mine if saved.get(k) != mine[k]]
+        # Runs saved before a field existed hold its default.
+        defaults = asdict(RunSettings(model="", story_sha=""))
+        return [
+            f"{k}: saved {saved.get(k, defaults[k])!r}, now {mine[k]!r}"
+            for k in mine
+            if saved.get(k, defaults[k]) != mine[k]
+        ]
 
 
 def story_sha(story: Story) -> str:
@@ -135,19 +144,23 @@ class StoryResult:
 
 
 class StoryRunner:
-    def __init__(self, pipe, embedder=None, quality=None):
-        """embedder: image embedder for keyframe selection (built from the preset if None);
-        quality: a quality scorer or None (no filter). Both are loaded once per runner."""
+    def __init__(self, pipe, embedder=None, quality=None, keyframe_clip=None, release_t2v=True):
+        """embedder: image embedder for keyframe selection (else built from `keyframe_clip` or
+        the preset's); quality: a quality scorer or None (no filter). Both are loaded once per
+        runner. release_t2v: free the T2V experts once the story needs them no more (a bench,
+        whose next story starts with a T2V shot again, keeps them)."""
         self.pipe = pipe
         self.embedder = embedder
         self.quality = quality
+        self.keyframe_clip = keyframe_clip
+        self.release_t2v = release_t2v
         self._embeddings: dict[str, torch.Tensor] = {}  # keyframe file -> embedding
 
     def _embed(self, images) -> torch.Tensor:
         if self.embedder is None:
             from .scoring import ClipImageEmbedder
 
-            name = self.pipe.preset.keyframe_embedder
+            name = self.keyframe_clip or self.pipe.preset.keyframe_embedder
             device = self.pipe._execution_device
             self.embedder = (
                 ClipImageEmbedder.tiny() if name == "tiny" else ClipImageEmbedder.from_pretrained(name, device)
@@ -196,14 +209,20 @@ class StoryRunner:
         if not todo and state.get("finished") and run.video.is_file() and run.storyboard.is_file():
             return StoryResult(run.root, run.video, run.storyboard, len(shots), time.perf_counter() - start, 0)
         bar = tqdm(total=len(shots), initial=len(shots) - len(todo), desc="shots", unit="shot", disable=not progress)
-        for shot in todo:
-            previous = shots[shot.global_index - 1] if shot.global_index else None
-            record = self._generate(run, shot, previous, bank, settings)
-            state["completed"].append(shot.name)
-            state["shots"][shot.name] = record
-            state["memory"] = bank.state()
-            write_json(run.state_file, state)
-            bar.update(1)
+        embeds = self._encode_prompts(todo, settings) if todo else {}
+        ours = settings.method == "storymem"
+        # The chain baseline runs the plain experts: the LoRA is switched off once for the run.
+        with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
+            for shot in todo:
+                previous = shots[shot.global_index - 1] if shot.global_index else None
+                record = self._generate(run, shot, previous, bank, settings, embeds)
+                state["completed"].append(shot.name)
+                state["shots"][shot.name] = record
+                state["memory"] = bank.state()
+                write_json(run.state_file, state)
+                if self.release_t2v and not self._may_need_t2v(settings, bank):
+                    self.pipe.release_t2v_experts()
+                bar.update(1)
         bar.close()
 
         concat_videos([run.shot_video(s) for s in shots], run.video)
@@ -212,8 +231,30 @@ class StoryRunner:
         write_json(run.state_file, state)
         return StoryResult(run.root, run.video, run.storyboard, len(shots), time.perf_counter() - start, len(todo))
 
+    def _encode_prompts(self, shots: list[Shot], settings: RunSettings) -> dict:
+        """Every prompt still to generate (and the negative prompt) in one pass at the start;
+        the text encoder then leaves the GPU for the rest of the story."""
+        negative = any(self.pipe.uses_guidance(mode) for mode in (ShotMode.T2V, ShotMode.M2V))
+        return self.pipe.encode_story_prompts([s.prompt for s in shots], negative=negative)
+
+    @staticmethod
+    def _may_need_t2v(settings: RunSettings, bank: MemoryBank) -> bool:
+        """Whether a later shot can still be text-to-video: every shot of `independent`; for
+        storymem only while memory is empty (it never empties again); chain only its first shot."""
+        if settings.method == "independent":
+            return True
+        if settings.method == "storymem":
+            return len(bank) == 0
+        return False
+
     def _generate(
-        self, run: RunDirectory, shot: Shot, previous: Shot | None, bank: MemoryBank, settings: RunSettings
+        self,
+        run: RunDirectory,
+        shot: Shot,
+        previous: Shot | None,
+        bank: MemoryBank,
+        settings: RunSettings,
+        embeds: dict,
     ) -> dict:
         ours = settings.method == "storymem"
         memory = bank.keyframes if ours else []
@@ -227,18 +268,21 @@ class StoryRunner:
         seed = shot_seed(settings.seed, shot.global_index)
 
         t0 = time.perf_counter()
-        with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
-            frames = self.pipe.generate_shot(
-                shot.prompt,
-                memory_images,
-                given,
-                seed=seed,
-                num_inference_steps=settings.steps,
-                num_frames=settings.frames,
-                height=settings.height,
-                width=settings.width,
-            )
+        frames = self.pipe.generate_shot(
+            shot.prompt,
+            memory_images,
+            given,
+            seed=seed,
+            prompt_embeds=embeds[shot.prompt],
+            negative_prompt_embeds=embeds.get(self.pipe.preset.negative_prompt),
+            num_inference_steps=settings.steps,
+            num_frames=settings.frames,
+            height=settings.height,
+            width=settings.width,
+            sigma_grid=settings.sigma_grid,
+        )
         generate_s = time.perf_counter() - t0
+        timings = dict(self.pipe.last_shot_timings)
         write_video(frames, run.shot_video(shot), fps=self.pipe.preset.fps)
         tail = frames[-TAIL:]  # numbered from the end: the last frame is always TAIL - 1, even in short shots
         for i, frame in enumerate(tail, start=TAIL - len(tail)):
@@ -258,6 +302,8 @@ class StoryRunner:
             "keyframes": [k.file for k in keyframes],
             "generate_s": round(generate_s, 4),
             "select_s": round(select_s, 4),
+            "timings": timings,  # inside generate_s: encode, place, denoise, decode
+            "memory_mode": self.pipe.placement.mode if self.pipe.placement is not None else None,
         }
 
     def _select(self, run: RunDirectory, shot: Shot, frames: list[PIL.Image.Image], bank: MemoryBank) -> list[Keyframe]:
@@ -303,13 +349,15 @@ def generate_story(
     resume=False,
     overwrite=False,
     progress=True,
+    release_t2v=True,
     **settings,
 ) -> StoryResult:
     """Generate (or resume) a whole story into `out_dir`.
 
     settings: RunSettings fields (method, seed, max_memory, sink, variant, references, steps,
-    frames, height, width, quality, lora). embedder / scorer: ready-made keyframe models;
-    by default the preset's CLIP and the quality filter named by `quality` are loaded once.
+    frames, height, width, quality, lora, preview, sigma_grid, keyframe_clip). embedder / scorer:
+    ready-made keyframe models; by default the CLIP named by `keyframe_clip` (else the preset's)
+    and the quality filter named by `quality` are loaded once. release_t2v: see `StoryRunner`.
     """
     settings = {k: v for k, v in settings.items() if v is not None}
     settings.setdefault("model", pipe.preset.name)
@@ -319,19 +367,28 @@ def generate_story(
     if settings.get("variant") not in (None, *CONTINUATION_FRAMES):
         raise InputError(f"variant must be mi2v or mm2v, got {settings['variant']!r}")
     settings.setdefault("references", list(story.references))
+    loaded_preview = str(pipe.preview.folder) if pipe.preview is not None else None
+    settings.setdefault("preview", loaded_preview)
     frames = settings.get("frames") or pipe.preset.num_frames
     if settings["variant"] == "mm2v" and frames - CONTINUATION_FRAMES["mm2v"] < TAIL:
         raise InputError(f"mm2v continuations need more than {2 * TAIL - 1} frames per shot (e.g. 13), got {frames}")
     if settings.get("method", "storymem") not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {settings['method']!r}")
     run_settings = RunSettings(story_sha=story_sha(story), **settings)
+    if run_settings.preview != loaded_preview:  # the setting records the pipeline's state, never changes it
+        raise InputError(
+            f"preview={run_settings.preview!r} but the pipeline's preview LoRAs are from {loaded_preview!r}; "
+            "load them with from_preset(..., preview=DIR)"
+        )
     if run_settings.references and run_settings.method != "storymem":
         raise InputError(f"reference images need memory; they cannot be used with the {run_settings.method} baseline")
     if scorer is None and run_settings.method == "storymem":
         from .scoring import make_quality_scorer
 
         scorer = make_quality_scorer(run_settings.quality, device=pipe._execution_device, aesthetic_head=aesthetic_head)
-    runner = StoryRunner(pipe, embedder=embedder, quality=scorer)
+    runner = StoryRunner(
+        pipe, embedder=embedder, quality=scorer, keyframe_clip=run_settings.keyframe_clip, release_t2v=release_t2v
+    )
     try:
         return runner.run(story, out_dir, run_settings, resume=resume, overwrite=overwrite, progress=progress)
     except OSError as e:

@@ -10,6 +10,7 @@ interrupted benchmark continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -97,17 +98,23 @@ def run_bench(
     out = Path(out)
     results: dict[str, dict[str, dict]] = {}
     generated = evaluated = 0
-    jobs = [(name, method) for name in loaded for method in methods]
-    bar = tqdm(jobs, desc="bench", unit="run", disable=not progress)
-    for name, method in bar:
-        bar.set_postfix_str(f"{name}/{method}")
-        run_dir = out / "runs" / name / method
-        resume = (run_dir / "state.json").is_file()
-        result = pipe.generate_story(loaded[name], run_dir, resume=resume, progress=False, method=method, **settings)
-        generated += result.generated
-        metrics, fresh = cached_evaluation(run_dir, extractor, aesthetic, extra)
-        evaluated += fresh
-        results.setdefault(name, {})[method] = metrics
+    bar = tqdm(total=len(loaded) * len(methods), desc="bench", unit="run", disable=not progress)
+    for method in methods:
+        # Method by method: a baseline switches the LoRA off (unmerges it) once, not per story.
+        with contextlib.nullcontext() if method == "storymem" else pipe.lora_disabled():
+            for name, story in loaded.items():
+                bar.set_postfix_str(f"{name}/{method}")
+                run_dir = out / "runs" / name / method
+                resume = (run_dir / "state.json").is_file()
+                result = pipe.generate_story(
+                    story, run_dir, resume=resume, progress=False, method=method, release_t2v=False, **settings
+                )
+                generated += result.generated
+                metrics, fresh = cached_evaluation(run_dir, extractor, aesthetic, extra)
+                evaluated += fresh
+                results.setdefault(name, {})[method] = metrics
+                bar.update(1)
+    bar.close()
     notes = {
         "extractor": extractor.name,
         "aesthetic": aesthetic.name if aesthetic is not None else "not measured",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
+from .. import acceleration
 from ..conditioning import (
     GIVEN_FRAMES,
     ShotMode,
@@ -40,9 +42,11 @@ from ..conditioning import (
 )
 from ..errors import InputError, LoraError
 from ..models import lora as lora_io
-from ..models.loading import load_components
-from ..models.presets import Preset, Sampling, get_preset
+from ..models.loading import load_components, locate_weights, t2v_loader
+from ..models.presets import Preset, get_preset
+from ..models.preview import PREVIEW_ADAPTER, find_preview_files, load_preview_lora
 from ..models.transformer import StoryMemWanTransformer3DModel
+from ..sampling import Sampling, check_sigma_grid, make_scheduler
 
 Image = PIL.Image.Image | np.ndarray
 
@@ -139,6 +143,16 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         self._prompt_cache = _Lru(64)
         self._latent_cache = _Lru(64)
         self.set_memory_rope_shift(self.preset.rope_shift)
+        # Loads the T2V experts when a shot needs them and they are not loaded (None: cannot).
+        given = (t2v_transformer, t2v_transformer_2)
+        self.t2v_loader = (lambda: given) if t2v_transformer is not None else None
+        self._t2v_releasable = False  # experts built in code stay; loaded ones can be freed
+        self.placement: acceleration.Placement | None = None
+        self.preview = None  # PreviewFiles when preview mode is on
+        self._storymem_lora_on = True
+        self._compile = False
+        self._attention: str | None = None
+        self.last_shot_timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -151,28 +165,136 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         load_t2v: bool = True,
         lora: str | bool | None = None,
         variant: str = "mi2v",
+        preview: str | Path | None = None,
         torch_dtype: torch.dtype | None = None,
         device: str | torch.device | None = None,
     ) -> StoryMemPipeline:
-        """Build a pipeline from a named preset (``tiny``, ``wan2.2-a14b``).
+        """Build a pipeline from a named preset (``tiny``, ``toy``, ``wan2.2-a14b``).
 
-        t2v / i2v: diffusers-format folders or hub ids overriding the preset's.
-        lora: a LoRA source (folder, file or hub id); None = the preset's own (if any); False = none.
+        t2v / i2v: diffusers-format folders or hub ids overriding the preset's (real weights).
+        load_t2v: whether the T2V experts can be used (real weights load them when a shot first
+        needs them, and `release_t2v_experts` frees them). lora: a LoRA source (folder, file or
+        hub id); None = the preset's own (if any); False = none. preview: a folder of
+        step-distilled LoRAs (see `load_preview_lora`).
         """
         preset = get_preset(name)
-        kwargs = {} if preset.build else dict(t2v=t2v, i2v=i2v, load_t2v=load_t2v, torch_dtype=torch_dtype)
-        pipe = cls(**load_components(preset, **kwargs), preset=name)
-        if device is not None:
-            pipe.to(device)
+        # Every input is found and checked before gigabytes of weights are read: the weight
+        # folders, the LoRA, the preview files.
+        if preset.build is not None and (i2v or t2v):
+            raise InputError(
+                f"--i2v / --t2v give real Wan2.2 weights; the {name} preset is built in (use --model wan2.2-a14b)"
+            )
+        if preset.build is None:
+            i2v_folder = str(locate_weights(i2v or preset.i2v_source, "i2v"))
+            loader = t2v_loader(preset, t2v, torch_dtype) if load_t2v else None
         source = preset.lora_source if lora is None else lora
         if source:
+            lora_io.resolve_lora_files(source, variant, preset.lora_subfolders)
+        if preview:
+            cls._check_preview(preset)
+            find_preview_files(preview)
+        if preset.build is not None:
+            components = load_components(preset)
+            if not load_t2v:
+                components.update(t2v_transformer=None, t2v_transformer_2=None)
+            pipe = cls(**components, preset=name)
+        else:
+            pipe = cls(**load_components(preset, i2v=i2v_folder, torch_dtype=torch_dtype), preset=name)
+            pipe.t2v_loader, pipe._t2v_releasable = loader, True
+        if device is not None:
+            pipe.to(device)
+        if source:
             pipe.load_storymem_lora(source, variant=variant)
+        if preview:
+            pipe.load_preview_lora(preview)
         return pipe
 
     def set_memory_rope_shift(self, shift: int) -> None:
         """S of the negative RoPE shift (5 for the released weights; 1 = the first code release)."""
         for expert in (self.transformer, self.transformer_2):
             expert.register_to_config(memory_rope_shift=int(shift))
+
+    # ------------------------------------------------------------------ placement and speed
+    @property
+    def _execution_device(self) -> torch.device:
+        if self.placement is not None and not self.placement.hooks_move_models:
+            return self.placement.device
+        return super()._execution_device
+
+    def loaded_experts(self) -> list[torch.nn.Module]:
+        experts = (self.transformer, self.transformer_2, self.t2v_transformer, self.t2v_transformer_2)
+        return [e for e in experts if e is not None]
+
+    def enable_memory_mode(
+        self,
+        mode: str = "auto",
+        device: str | torch.device | None = None,
+        *,
+        compile: bool = False,
+        attention: str | None = None,
+    ) -> str:
+        """Place the components for one GPU (or the CPU): ``auto``, ``resident``, ``fp8``,
+        ``group-offload`` or ``model-offload`` (see `storymem.acceleration`). Merges the LoRAs
+        into the weights (except in fp8, where they stay beside), optionally compiles the
+        experts' blocks and sets an attention backend. Returns the mode chosen."""
+        if self.placement is not None:
+            raise InputError("the memory mode is set once per pipeline; build a new pipeline to change it")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        expert_gib = acceleration.module_gib(self.transformer)
+        models = [m for m in self.components.values() if isinstance(m, torch.nn.Module)]
+        held = acceleration.gib_on(models, device) if mode == "auto" and device.type == "cuda" else 0.0
+        chosen = acceleration.resolve_memory_mode(mode, device, expert_gib, held)
+        if attention is not None:
+            acceleration.set_attention_backend(self.loaded_experts(), attention, device)
+        self.placement = acceleration.Placement(chosen, device)
+        self._configure_adapters()
+        self.placement.prepare(self)
+        if compile:
+            for expert in self.loaded_experts():
+                acceleration.compile_model(expert)
+        self._compile, self._attention = compile, attention
+        return chosen
+
+    def t2v_experts(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """The T2V experts, loaded (and placed) now if they are not."""
+        if self.t2v_transformer is None or self.t2v_transformer_2 is None:
+            if self.t2v_loader is None:
+                raise InputError(
+                    "a shot with no memory and no first frames needs the T2V experts, which are not loaded; "
+                    "load them (load_t2v=True) or give reference images as memory"
+                )
+            high, low = self.t2v_loader()
+            self.register_modules(t2v_transformer=high, t2v_transformer_2=low)
+            self._set_up_added_experts((high, low))
+        return self.t2v_transformer, self.t2v_transformer_2
+
+    def _set_up_added_experts(self, experts) -> None:
+        if self.preview is not None and self.preview.t2v:
+            for expert, which in zip(experts, ("high", "low"), strict=True):
+                load_preview_lora(expert, self.preview.t2v[which])
+        if self.placement is not None:
+            for expert in experts:
+                if self._attention:
+                    expert.set_attention_backend(self._attention)
+                acceleration.activate_adapters(expert, [PREVIEW_ADAPTER], self.placement.fuses_lora)
+                self.placement.prepare_expert(expert)
+                if self._compile:
+                    acceleration.compile_model(expert)
+            self.placement.added_expert(self)
+
+    def release_t2v_experts(self) -> None:
+        """Free the T2V experts (the runner calls this once no later shot needs them); they are
+        loaded again if a T2V shot comes after all."""
+        if not self._t2v_releasable or (self.t2v_transformer is None and self.t2v_transformer_2 is None):
+            return
+        self.register_modules(t2v_transformer=None, t2v_transformer_2=None)
+        if self.placement is not None:
+            self.placement.added_expert(self)
+        acceleration.free_memory()
 
     # ------------------------------------------------------------------ LoRA
     def load_storymem_lora(
@@ -190,6 +312,9 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if not source:
             raise LoraError(f"the {self.preset.name} preset has no default StoryMem LoRA; pass a path")
         files = lora_io.resolve_lora_files(source, variant, self.preset.lora_subfolders)
+        for expert in (self.transformer, self.transformer_2):  # a merged adapter is unmerged before it is replaced
+            if acceleration.is_fused(expert):
+                expert.unfuse_lora()
         if Path(source).is_dir() and len(files) != 2:
             missing = [lora_io.EXPERT_FILES[e] for e in lora_io.EXPERT_FILES if e not in files]
             raise LoraError(f"{source}: missing {', '.join(missing)}.safetensors (one file per expert)")
@@ -201,6 +326,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             model = self.transformer if expert == "high" else self.transformer_2
             lora_io.load_expert_lora(model, weights, str(file), alpha=file_alpha, strict=strict)
         self.lora_variant = variant
+        self._configure_adapters()
 
     def save_storymem_lora(self, folder: str | Path) -> list[Path]:
         """Write the loaded/trained StoryMem LoRA in the official format (one file per expert)."""
@@ -216,17 +342,52 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise LoraError("no StoryMem LoRA is loaded in either expert; nothing to save")
         return written
 
+    def load_preview_lora(self, folder: str | Path) -> None:
+        """Preview mode: stack a step-distilled Wan2.2 LoRA (Lightning / LightX2V, one file per
+        expert) on the StoryMem LoRA and sample with its recipe (4 steps, Euler, no CFG). A T2V
+        pair in the same folder serves a first shot without memory."""
+        self._check_preview(self.preset)
+        files = find_preview_files(folder)
+        for expert, which in ((self.transformer, "high"), (self.transformer_2, "low")):
+            load_preview_lora(expert, files.i2v[which])
+        if files.t2v:
+            for expert, which in ((self.t2v_transformer, "high"), (self.t2v_transformer_2, "low")):
+                if expert is not None:  # real T2V experts get theirs when they are loaded
+                    load_preview_lora(expert, files.t2v[which])
+        self.preview = files
+        self._configure_adapters()
+
+    @staticmethod
+    def _check_preview(preset: Preset) -> None:
+        if preset.preview_m2v is None:
+            raise InputError(f"the {preset.name} preset has no preview mode (it is for wan2.2-a14b)")
+
+    def _configure_adapters(self) -> None:
+        """The active adapters of every expert: StoryMem (I2V experts, unless switched off for a
+        baseline) and preview (if loaded); merged into the weights when the placement says so."""
+        fuse = self.placement is not None and self.placement.fuses_lora
+        storymem = [lora_io.ADAPTER_NAME] if self._storymem_lora_on else []
+        for expert in (self.transformer, self.transformer_2):
+            acceleration.activate_adapters(expert, [*storymem, PREVIEW_ADAPTER], fuse)
+        for expert in (self.t2v_transformer, self.t2v_transformer_2):
+            if expert is not None:
+                acceleration.activate_adapters(expert, [PREVIEW_ADAPTER], fuse)
+
     @contextlib.contextmanager
     def lora_disabled(self):
-        """Run the plain I2V experts inside this block (the `chain` baseline): adapters off, then on."""
-        experts = [m for m in (self.transformer, self.transformer_2) if getattr(m, "peft_config", None)]
-        for model in experts:
-            model.disable_adapters()
+        """Run the I2V experts without the StoryMem LoRA inside this block (the `chain` baseline);
+        a preview LoRA stays. A merged LoRA is unmerged for the block and merged again after.
+        Nested blocks change nothing (a bench wraps all of a baseline's stories in one)."""
+        if not self._storymem_lora_on:
+            yield
+            return
+        self._storymem_lora_on = False
+        self._configure_adapters()
         try:
             yield
         finally:
-            for model in experts:
-                model.enable_adapters()
+            self._storymem_lora_on = True
+            self._configure_adapters()
 
     # ------------------------------------------------------------------ encoders (cached)
     def encode_prompt(self, prompt: str) -> torch.Tensor:
@@ -239,21 +400,28 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         found = {p: e for (p, _), e in self._prompt_cache.cached((p, device) for p in prompts).items()}
         todo = [p for p in dict.fromkeys(prompts) if p not in found]
         if todo:
-            tokens = self.tokenizer(
-                [prompt_clean(p) for p in todo],
-                padding="max_length",
-                max_length=self.preset.max_sequence_length,
-                truncation=True,
-                add_special_tokens=True,
-                return_attention_mask=True,
-                return_tensors="pt",
-            )
-            ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
-            hidden = self.text_encoder(ids, mask).last_hidden_state
-            hidden = hidden * mask[..., None].to(hidden.dtype)
-            for i, prompt in enumerate(todo):
-                found[prompt] = self._prompt_cache.put((prompt, device), hidden[i : i + 1])
+            with self._text_encoder_ready():
+                self._encode_uncached(todo, device, found)
         return torch.cat([found[p] for p in prompts])
+
+    def _text_encoder_ready(self):
+        return self.placement.text_encoder(self) if self.placement is not None else contextlib.nullcontext()
+
+    def _encode_uncached(self, todo: list[str], device, found: dict) -> None:
+        tokens = self.tokenizer(
+            [prompt_clean(p) for p in todo],
+            padding="max_length",
+            max_length=self.preset.max_sequence_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+        hidden = self.text_encoder(ids, mask).last_hidden_state
+        hidden = hidden * mask[..., None].to(hidden.dtype)
+        for i, prompt in enumerate(todo):
+            found[prompt] = self._prompt_cache.put((prompt, device), hidden[i : i + 1])
 
     def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, self.vae.config.z_dim, 1, 1, 1)
@@ -350,7 +518,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 f"{width}x{height} is not a resolution the {self.preset.name} weights were trained on ({sizes}); "
                 "expect weaker results",
                 StoryMemWarning,
-                stacklevel=3,
+                stacklevel=4,  # past the no_grad wrapper, to the caller
             )
         if num_frames < 1 or (num_frames - 1) % self.temporal_scale:
             raise InputError(f"num_frames must be {self.temporal_scale}k+1 (e.g. 81), got {num_frames}")
@@ -363,9 +531,10 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 f"{num_memory} memory frames; the {self.preset.name} weights were trained with at most "
                 f"{self.preset.max_trained_memory}",
                 StoryMemWarning,
-                stacklevel=3,
+                stacklevel=4,  # past the no_grad wrapper, to the caller
             )
-        if mode is ShotMode.T2V and (self.t2v_transformer is None or self.t2v_transformer_2 is None):
+        t2v_missing = self.t2v_transformer is None or self.t2v_transformer_2 is None
+        if mode is ShotMode.T2V and t2v_missing and self.t2v_loader is None:
             raise InputError(
                 "a shot with no memory and no first frames needs the T2V experts, which are not loaded; "
                 "load them (load_t2v=True) or give reference images as memory"
@@ -378,6 +547,27 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
         return generate_story(self, story, out_dir, **kwargs)
 
+    def sampling_for(self, mode: ShotMode) -> Sampling:
+        """The sampler of a kind of shot: the preset's, or the preview recipe when preview mode
+        is on (for a T2V shot only if the preview folder has a T2V pair)."""
+        if mode is ShotMode.T2V:
+            preview = self.preview is not None and self.preview.t2v is not None
+            return self.preset.preview_t2v if preview else self.preset.t2v
+        return self.preset.preview_m2v if self.preview is not None else self.preset.m2v
+
+    def encode_story_prompts(self, prompts: Sequence[str], negative: bool = True) -> dict[str, torch.Tensor]:
+        """Every prompt of a story (and the negative prompt, if CFG will use it) in one pass, with
+        the text encoder on the device only meanwhile. {prompt: [1, L, D]}."""
+        wanted = list(dict.fromkeys(prompts))
+        if negative:
+            wanted.append(self.preset.negative_prompt)
+        embeds = self.encode_prompts(wanted)
+        return {p: embeds[i : i + 1] for i, p in enumerate(wanted)}
+
+    def uses_guidance(self, mode: ShotMode) -> bool:
+        sampling = self.sampling_for(mode)
+        return max(sampling.guidance, sampling.guidance_2) > 1
+
     @torch.no_grad()
     def generate_shot(
         self,
@@ -387,21 +577,28 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         seed: int = 0,
         *,
         negative_prompt: str | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
         height: int | None = None,
         width: int | None = None,
         num_frames: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         guidance_scale_2: float | None = None,
+        sigma_grid: str | None = None,
         output_type: str = "pil",
     ):
         """Generate one shot.
 
         memory: keyframes (oldest first); empty + no first_frames = a T2V shot.
         first_frames: the previous shot's last frame (MI2V) or last 5 frames (MM2V).
+        prompt_embeds / negative_prompt_embeds: ready UMT5 embeddings [1, L, D] (a story encodes
+        all its prompts once, see `encode_story_prompts`); otherwise the prompts are encoded.
+        sigma_grid: "official" (Wan's), "diffusers" or "lightning"; default: the preset's.
         Returns the shot's own frames: all of them for M2V/T2V, without the given ones for
         MI2V (num_frames - 1) and MM2V (num_frames - 5). output_type: "pil", "np", "pt", or "latent" (the shot's
         normalised video latents [1, 16, T, h, w], given frames included).
+        `last_shot_timings` then holds where the time went (seconds): encode, denoise, decode.
         """
         memory, first_frames = list(memory or []), list(first_frames or [])
         try:
@@ -411,24 +608,36 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         height, width = height or self.preset.height, width or self.preset.width
         num_frames = num_frames or self.preset.num_frames
         self._check_settings(height, width, num_frames, len(memory), mode)
+        check_sigma_grid(sigma_grid)
 
-        base = self.preset.t2v if mode is ShotMode.T2V else self.preset.m2v
+        base = self.sampling_for(mode)
         sampling = Sampling(
             steps=num_inference_steps or base.steps,
             shift=base.shift,
             boundary=base.boundary,
             guidance=base.guidance if guidance_scale is None else guidance_scale,
             guidance_2=base.guidance_2 if guidance_scale_2 is None else guidance_scale_2,
+            solver=base.solver,
+            grid=sigma_grid or base.grid,
         )
-        negative = self.preset.negative_prompt if negative_prompt is None else negative_prompt
-        positive_embeds = self.encode_prompt(prompt)
-        negative_embeds = self.encode_prompt(negative) if max(sampling.guidance, sampling.guidance_2) > 1 else None
+        clock = _Clock(self._execution_device)
+        guided = max(sampling.guidance, sampling.guidance_2) > 1
+        if prompt_embeds is None:
+            prompt_embeds = self.encode_prompt(prompt)
+        if guided and negative_prompt_embeds is None:
+            negative = self.preset.negative_prompt if negative_prompt is None else negative_prompt
+            negative_prompt_embeds = self.encode_prompt(negative)
 
         if mode is ShotMode.T2V:
-            experts, condition = (self.t2v_transformer, self.t2v_transformer_2), None
+            experts, others, condition = self.t2v_experts(), (self.transformer, self.transformer_2), None
         else:
             experts = (self.transformer, self.transformer_2)
+            others = (self.t2v_transformer, self.t2v_transformer_2)
             condition = self.prepare_condition(memory, first_frames, height, width, num_frames)
+        clock.lap("encode_s")
+        if self.placement is not None:
+            self.placement.activate(experts, others)
+        clock.lap("place_s")
 
         shape = (
             1,
@@ -437,25 +646,27 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             height // self.spatial_scale,
             width // self.spatial_scale,
         )
-        latents = self._denoise(
-            experts, sampling, shape, positive_embeds, negative_embeds, condition, len(memory), seed
-        )
+        negative_embeds = negative_prompt_embeds if guided else None
+        latents = self._denoise(experts, sampling, shape, prompt_embeds, negative_embeds, condition, len(memory), seed)
         latents = latents[:, :, len(memory) :]  # memory slots are dropped, never decoded
+        clock.lap("denoise_s")
         if output_type == "latent":
             self.maybe_free_model_hooks()
+            self.last_shot_timings = clock.laps
             return latents
         video = self.vae_decode(latents)
         video = video[:, :, kept_frames(num_frames, GIVEN_FRAMES[mode])]
         self.maybe_free_model_hooks()
         frames = self.video_processor.postprocess_video(video, output_type=output_type)
+        clock.lap("decode_s")
+        self.last_shot_timings = clock.laps
         return frames[0]
 
     def _denoise(self, experts, sampling: Sampling, shape, positive, negative, condition, num_memory: int, seed: int):
-        """Flow-matching UniPC sampling with two experts and classifier-free guidance. Both CFG
-        branches see the same memory conditioning."""
+        """Flow-matching sampling with two experts and classifier-free guidance (no unconditional
+        branch when the guidance is 1). Both CFG branches see the same memory conditioning."""
         device = self._execution_device
-        scheduler = type(self.scheduler).from_config(self.scheduler.config, flow_shift=sampling.shift)
-        scheduler.set_timesteps(sampling.steps, device=device)
+        scheduler = make_scheduler(sampling, device)
         boundary = sampling.boundary * scheduler.config.num_train_timesteps
         # Noise from a CPU generator: the same seed gives the same shot on any device.
         generator = torch.Generator("cpu").manual_seed(int(seed))
@@ -468,9 +679,29 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             scale = sampling.guidance if high_noise else sampling.guidance_2
             x = model_input(latents, condition).to(model.dtype)
             timestep = t.expand(1).to(device)
-            prediction = model(x, timestep, positive.to(model.dtype), return_dict=False, **extra)[0].float()
+            prediction = model(x, timestep, positive.to(device, model.dtype), return_dict=False, **extra)[0].float()
             if scale > 1 and negative is not None:
-                unconditional = model(x, timestep, negative.to(model.dtype), return_dict=False, **extra)[0].float()
+                negative_branch = model(x, timestep, negative.to(device, model.dtype), return_dict=False, **extra)
+                unconditional = negative_branch[0].float()
                 prediction = unconditional + scale * (prediction - unconditional)
             latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
         return latents
+
+
+class _Clock:
+    """Wall-clock laps of one shot; waits for the GPU at each lap so the split is true."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = torch.device(device).type == "cuda"
+        self.laps: dict[str, float] = {}
+        self.last = self._now()
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = self._now()
+        self.laps[name] = round(now - self.last, 4)
+        self.last = now

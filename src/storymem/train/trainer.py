@@ -68,6 +68,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     init_lora: str | None = None  # start from existing StoryMem LoRA weights (this expert's file)
+    i2v: str | None = None  # real weights: the I2V-A14B folder or hub id (default: the preset's)
 
 
 def sigma_range(expert: str, boundary: float) -> tuple[float, float]:
@@ -136,7 +137,7 @@ class Trainer:
         AcceleratorState._reset_state(reset_partial_state=True)
         self.accelerator = Accelerator(mixed_precision=c.mixed_precision, gradient_accumulation_steps=c.grad_accum)
         clips = load_metadata(c.data)
-        self.pipe = pipe or StoryMemPipeline.from_preset(c.model, lora=False, load_t2v=False)
+        self.pipe = pipe or StoryMemPipeline.from_preset(c.model, lora=False, load_t2v=False, i2v=c.i2v)
         self.pipe.to(self.accelerator.device)
         preset = self.pipe.preset
         self.frames = c.frames or preset.num_frames
