@@ -1,6 +1,6 @@
 """storymem: multi-shot long video storytelling with memory (StoryMem on Wan2.2, via diffusers)."""
 
-from .errors import InputError, LoraError, StoryError, StoryMemError, WeightsNotFoundError
+from .errors import InputError, LoraError, NumericalError, StoryError, StoryMemError, WeightsNotFoundError
 from .story import Shot, Story, load_story, parse_story
 
 __version__ = "0.1.0"
@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 __all__ = [
     "InputError",
     "LoraError",
+    "NumericalError",
     "Shot",
     "Story",
     "StoryError",

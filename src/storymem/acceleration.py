@@ -77,9 +77,7 @@ def resolve_memory_mode(requested: str, device: torch.device, expert_gib: float,
 
 def gib_on(modules, device: torch.device) -> float:
     """Bytes of these modules' parameters that already live on `device`, in GiB."""
-    return sum(
-        p.numel() * p.element_size() for m in modules for p in m.parameters() if p.device == device
-    ) / GIB
+    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters() if p.device == device) / GIB
 
 
 # ---------------------------------------------------------------------------- LoRA adapters

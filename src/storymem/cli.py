@@ -461,7 +461,7 @@ def toy_stories(
     seed: Annotated[int, typer.Option(help="Seed of the first story; story i uses seed + i.")] = 0,
 ) -> None:
     """Write toy-world stories (ST-Bench format) for the built-in `toy` model and its benchmark."""
-    from .runner import write_json
+    from .files import write_json
     from .toyworld import make_story
 
     if count < 1 or shots < 2:

@@ -27,3 +27,7 @@ class WeightsNotFoundError(StoryMemError):
 
 class InputError(StoryMemError):
     """An argument (image, resolution, frame count...) the model cannot use."""
+
+
+class NumericalError(StoryMemError):
+    """Weights or a generated shot holding NaN or infinite values."""

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +27,10 @@ from tqdm.auto import tqdm
 
 from .conditioning import ShotMode, mode_for
 from .errors import InputError, StoryMemError
+from .files import write_json
 from .memory import Keyframe, MemoryBank, select_keyframes
+from .rundir import RunDirectory
+from .sampling import check_sigma_grid
 from .story import Shot, Story
 from .storyboard import evenly_spaced, render_storyboard
 from .video import concat_videos, load_image, write_video
@@ -85,54 +86,6 @@ def shot_seed(run_seed: int, global_index: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def write_json(path: Path, data) -> None:
-    """Atomic: a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    os.replace(tmp, path)
-
-
-class RunDirectory:
-    """The files of one run. Owns naming; knows nothing about models."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.shots, self.memory, self.tails = self.root / "shots", self.root / "memory", self.root / "tails"
-        self.state_file, self.story_file = self.root / "state.json", self.root / "story.json"
-        self.video, self.storyboard = self.root / "story.mp4", self.root / "storyboard.png"
-
-    def prepare(self, resume: bool, overwrite: bool) -> dict | None:
-        """Create the folder; returns the saved state when resuming."""
-        if self.root.exists() and not self.root.is_dir():
-            raise InputError(f"{self.root}: exists and is not a folder")
-        existing = list(self.root.iterdir()) if self.root.exists() else []
-        if resume:
-            if not self.state_file.is_file():
-                raise InputError(f"{self.root}: nothing to resume (no state.json)")
-            return json.loads(self.state_file.read_text())
-        if existing:
-            if not overwrite:
-                raise InputError(f"{self.root}: output folder is not empty; use --resume to continue it or --overwrite")
-            if not self.state_file.is_file():
-                raise InputError(f"{self.root}: not a storymem run folder (no state.json); refusing to overwrite it")
-            shutil.rmtree(self.root)
-        try:
-            for folder in (self.shots, self.memory, self.tails):
-                folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"{self.root}: cannot create the run folder ({e.strerror})") from None
-        return None
-
-    def shot_video(self, shot: Shot) -> Path:
-        return self.shots / f"{shot.name}.mp4"
-
-    def tail_frame(self, shot_name: str, i: int) -> Path:
-        return self.tails / f"{shot_name}_{i}.png"
-
-    def relative(self, path: Path) -> str:
-        return str(path.relative_to(self.root))
-
-
 @dataclass
 class StoryResult:
     run_dir: Path
@@ -158,13 +111,8 @@ class StoryRunner:
 
     def _embed(self, images) -> torch.Tensor:
         if self.embedder is None:
-            from .scoring import ClipImageEmbedder
-
             name = self.keyframe_clip or self.pipe.preset.keyframe_embedder
-            device = self.pipe._execution_device
-            self.embedder = (
-                ClipImageEmbedder.tiny() if name == "tiny" else ClipImageEmbedder.from_pretrained(name, device)
-            )
+            self.embedder = load_keyframe_embedder(name, self.pipe._execution_device)
         return self.embedder.embed(images)
 
     def run(
@@ -178,32 +126,46 @@ class StoryRunner:
     ) -> StoryResult:
         start = time.perf_counter()
         run = RunDirectory(out_dir)
-        saved = run.prepare(resume, overwrite)
-        if saved is not None:
-            changed = settings.differences(saved.get("settings", {}))
-            if changed:
-                raise InputError(
-                    f"{run.root}: settings differ from the saved run ({'; '.join(changed)}); use the same settings or --overwrite"
-                )
-            state = saved
-            bank = MemoryBank.from_state(state["memory"])
-        else:
-            write_json(run.story_file, story.model_dump())
-            bank = MemoryBank(settings.max_memory, settings.sink)
-            for i, ref in enumerate(settings.references):
-                target = run.memory / f"ref_{i:02d}.png"
-                load_image(ref).save(target)
-                bank.add(Keyframe(run.relative(target), "ref", i))
-            state = {
-                "version": STATE_VERSION,
-                "settings": asdict(settings),
-                "completed": [],
-                "shots": {},
-                "memory": bank.state(),
-                "finished": False,
-            }
-            write_json(run.state_file, state)
+        saved = run.prepare(resume, overwrite)  # locks the folder until the run ends
+        with run:
+            state, bank = self._resume(run, saved, settings) if saved is not None else self._start(run, story, settings)
+            return self._run_shots(run, story, settings, state, bank, start, progress)
 
+    def _start(self, run: RunDirectory, story: Story, settings: RunSettings) -> tuple[dict, MemoryBank]:
+        write_json(run.story_file, story.model_dump())
+        bank = MemoryBank(settings.max_memory, settings.sink)
+        for i, ref in enumerate(settings.references):
+            target = run.memory / f"ref_{i:02d}.png"
+            load_image(ref).save(target)
+            bank.add(Keyframe(run.relative(target), "ref", i))
+        state = {
+            "version": STATE_VERSION,
+            "settings": asdict(settings),
+            "completed": [],
+            "shots": {},
+            "memory": bank.state(),
+            "finished": False,
+        }
+        write_json(run.state_file, state)
+        return state, bank
+
+    def _resume(self, run: RunDirectory, saved: dict, settings: RunSettings) -> tuple[dict, MemoryBank]:
+        changed = settings.differences(saved["settings"])
+        if changed:
+            raise InputError(
+                f"{run.root}: settings differ from the saved run ({'; '.join(changed)}); use the same settings or --overwrite"
+            )
+        try:
+            bank = MemoryBank.from_state(saved["memory"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError(
+                f"{run.state_file}: the run state is damaged (its memory bank); restore it, or start again with --overwrite"
+            ) from None
+        need = CONTINUATION_FRAMES[settings.variant] if settings.method == "storymem" else 1
+        run.check_files(saved, range(TAIL - need, TAIL))
+        return saved, bank
+
+    def _run_shots(self, run, story, settings, state, bank, start, progress) -> StoryResult:
         shots = story.shots
         todo = [s for s in shots if s.name not in state["completed"]]
         if not todo and state.get("finished") and run.video.is_file() and run.storyboard.is_file():
@@ -338,6 +300,37 @@ class StoryRunner:
         render_storyboard(rows, run.storyboard)
 
 
+def _positive(name: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InputError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
+def check_run_settings(pipe, s: RunSettings) -> None:
+    """Every setting, checked before the run folder is created, cleared or resumed."""
+    for name in ("steps", "frames", "height", "width", "max_memory"):
+        _positive(name.replace("_", "-"), getattr(s, name))
+    if isinstance(s.sink, bool) or not isinstance(s.sink, int) or not 0 <= s.sink <= s.max_memory:
+        raise InputError(f"sink must be a whole number from 0 to max-memory ({s.max_memory}), got {s.sink!r}")
+    preset = pipe.preset
+    frames = s.frames or preset.num_frames
+    pipe.check_size(s.height or preset.height, s.width or preset.width, frames)
+    given = CONTINUATION_FRAMES[s.variant] if s.method == "storymem" else 1
+    if frames <= given:
+        raise InputError(f"a continuation shot keeps {given} given frame(s); frames must be larger, got {frames}")
+    if s.variant == "mm2v" and frames - CONTINUATION_FRAMES["mm2v"] < TAIL:
+        raise InputError(f"mm2v continuations need more than {2 * TAIL - 1} frames per shot (e.g. 13), got {frames}")
+    check_sigma_grid(s.sigma_grid)
+    for ref in s.references:
+        load_image(ref)  # one line naming a missing or unreadable image
+
+
+def load_keyframe_embedder(name: str, device):
+    """The keyframe-selection CLIP: `tiny` (tests), a folder or a hub id."""
+    from .scoring import ClipImageEmbedder
+
+    return ClipImageEmbedder.tiny() if name == "tiny" else ClipImageEmbedder.from_pretrained(name, device)
+
+
 def generate_story(
     pipe,
     story: Story,
@@ -360,6 +353,11 @@ def generate_story(
     and the quality filter named by `quality` are loaded once. release_t2v: see `StoryRunner`.
     """
     settings = {k: v for k, v in settings.items() if v is not None}
+    unknown = sorted(set(settings) - set(RunSettings.__dataclass_fields__) - {"story_sha"})
+    if unknown:
+        raise InputError(
+            f"unknown setting {unknown[0]!r}; the settings are {', '.join(RunSettings.__dataclass_fields__)}"
+        )
     settings.setdefault("model", pipe.preset.name)
     settings.setdefault("quality", pipe.preset.quality)
     settings.setdefault("max_memory", pipe.preset.max_trained_memory)
@@ -369,12 +367,10 @@ def generate_story(
     settings.setdefault("references", list(story.references))
     loaded_preview = str(pipe.preview.folder) if pipe.preview is not None else None
     settings.setdefault("preview", loaded_preview)
-    frames = settings.get("frames") or pipe.preset.num_frames
-    if settings["variant"] == "mm2v" and frames - CONTINUATION_FRAMES["mm2v"] < TAIL:
-        raise InputError(f"mm2v continuations need more than {2 * TAIL - 1} frames per shot (e.g. 13), got {frames}")
     if settings.get("method", "storymem") not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {settings['method']!r}")
     run_settings = RunSettings(story_sha=story_sha(story), **settings)
+    check_run_settings(pipe, run_settings)
     if run_settings.preview != loaded_preview:  # the setting records the pipeline's state, never changes it
         raise InputError(
             f"preview={run_settings.preview!r} but the pipeline's preview LoRAs are from {loaded_preview!r}; "
@@ -382,10 +378,16 @@ def generate_story(
         )
     if run_settings.references and run_settings.method != "storymem":
         raise InputError(f"reference images need memory; they cannot be used with the {run_settings.method} baseline")
-    if scorer is None and run_settings.method == "storymem":
+    if run_settings.method == "storymem":  # loaded (and checked) before the run folder is touched
         from .scoring import make_quality_scorer
 
-        scorer = make_quality_scorer(run_settings.quality, device=pipe._execution_device, aesthetic_head=aesthetic_head)
+        if scorer is None:
+            scorer = make_quality_scorer(
+                run_settings.quality, device=pipe._execution_device, aesthetic_head=aesthetic_head
+            )
+        if embedder is None:
+            name = run_settings.keyframe_clip or pipe.preset.keyframe_embedder
+            embedder = load_keyframe_embedder(name, pipe._execution_device)
     runner = StoryRunner(
         pipe, embedder=embedder, quality=scorer, keyframe_clip=run_settings.keyframe_clip, release_t2v=release_t2v
     )

@@ -19,7 +19,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..runner import METHODS, RunDirectory, write_json
+from ..files import write_json
+from ..rundir import RunDirectory
+from ..runner import METHODS
 from ..story import load_story
 from .metrics import evaluate_run
 from .report import write_reports

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..runner import RunDirectory
+from ..rundir import RunDirectory
 from ..story import Story
 from ..toyworld.identity import identity_metrics
 from ..video import read_video

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
-from ..errors import LoraError
+from ..errors import LoraError, NumericalError
+from .lora import check_finite
 
 PREVIEW_ADAPTER = "preview"
 EXPERTS = ("high", "low")
@@ -94,6 +96,7 @@ def load_preview_lora(model: torch.nn.Module, file: Path) -> None:
     from diffusers.loaders import WanLoraLoaderMixin
 
     try:
+        check_finite(load_file(str(file)), file)
         state = WanLoraLoaderMixin.lora_state_dict(str(file))
         if PREVIEW_ADAPTER in getattr(model, "peft_config", {}):
             model.delete_adapters(PREVIEW_ADAPTER)
@@ -102,6 +105,8 @@ def load_preview_lora(model: torch.nn.Module, file: Path) -> None:
             model.load_lora_adapter(state, prefix="transformer", adapter_name=PREVIEW_ADAPTER)
         if PREVIEW_ADAPTER not in getattr(model, "peft_config", {}):
             raise ValueError("none of its keys is a LoRA layer of a Wan transformer")
+    except NumericalError:
+        raise
     except Exception as e:  # a foreign or damaged file: say which, in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LoraError(f"{file}: cannot load it as a Wan2.2 distilled LoRA ({first[:300]})") from None

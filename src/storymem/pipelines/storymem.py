@@ -40,7 +40,7 @@ from ..conditioning import (
     model_input,
     num_latent_frames,
 )
-from ..errors import InputError, LoraError
+from ..errors import InputError, LoraError, NumericalError
 from ..models import lora as lora_io
 from ..models.loading import load_components, locate_weights, t2v_loader
 from ..models.presets import Preset, get_preset
@@ -507,10 +507,19 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return condition_input(memory_latents, video_latents, mask.expand(b, -1, -1, -1, -1).to(video_latents.device))
 
     # ------------------------------------------------------------------ checks
-    def _check_settings(self, height: int, width: int, num_frames: int, num_memory: int, mode: ShotMode) -> None:
+    def check_size(self, height: int, width: int, num_frames: int) -> None:
+        """One line for a shot size the model cannot make."""
         step = self.spatial_scale * 2  # VAE stride x patch size
-        if height % step or width % step or height <= 0 or width <= 0:
+        for name, value in (("height", height), ("width", width), ("num_frames", num_frames)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if height % step or width % step:
             raise InputError(f"height and width must be positive multiples of {step}, got {height}x{width}")
+        if (num_frames - 1) % self.temporal_scale:
+            raise InputError(f"num_frames must be {self.temporal_scale}k+1 (e.g. 81), got {num_frames}")
+
+    def _check_settings(self, height: int, width: int, num_frames: int, num_memory: int, mode: ShotMode) -> None:
+        self.check_size(height, width, num_frames)
         trained = self.preset.trained_resolutions
         if trained and (height, width) not in trained:
             sizes = ", ".join(f"{w}x{h}" for h, w in trained)
@@ -520,8 +529,6 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 StoryMemWarning,
                 stacklevel=4,  # past the no_grad wrapper, to the caller
             )
-        if num_frames < 1 or (num_frames - 1) % self.temporal_scale:
-            raise InputError(f"num_frames must be {self.temporal_scale}k+1 (e.g. 81), got {num_frames}")
         if GIVEN_FRAMES[mode] >= num_frames:
             raise InputError(
                 f"{mode.value} gives {GIVEN_FRAMES[mode]} frames; num_frames must be larger, got {num_frames}"
@@ -605,14 +612,20 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             mode = mode_for(len(memory), len(first_frames))
         except ValueError as e:
             raise InputError(str(e)) from None
-        height, width = height or self.preset.height, width or self.preset.width
-        num_frames = num_frames or self.preset.num_frames
+        # None means the preset's; 0 or less is refused (never silently the default).
+        height = self.preset.height if height is None else height
+        width = self.preset.width if width is None else width
+        num_frames = self.preset.num_frames if num_frames is None else num_frames
+        if num_inference_steps is not None and (
+            isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1
+        ):
+            raise InputError(f"num_inference_steps must be a whole number of at least 1, got {num_inference_steps!r}")
         self._check_settings(height, width, num_frames, len(memory), mode)
         check_sigma_grid(sigma_grid)
 
         base = self.sampling_for(mode)
         sampling = Sampling(
-            steps=num_inference_steps or base.steps,
+            steps=base.steps if num_inference_steps is None else num_inference_steps,
             shift=base.shift,
             boundary=base.boundary,
             guidance=base.guidance if guidance_scale is None else guidance_scale,
@@ -673,7 +686,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32).to(device)
         extra = {"num_memory_frames": num_memory} if num_memory else {}
 
-        for t in self.progress_bar(scheduler.timesteps):
+        for step, t in enumerate(self.progress_bar(scheduler.timesteps)):
             high_noise = t >= boundary
             model = experts[0] if high_noise else experts[1]
             scale = sampling.guidance if high_noise else sampling.guidance_2
@@ -684,6 +697,12 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 negative_branch = model(x, timestep, negative.to(device, model.dtype), return_dict=False, **extra)
                 unconditional = negative_branch[0].float()
                 prediction = unconditional + scale * (prediction - unconditional)
+            if not torch.isfinite(prediction).all():  # a black shot must never be saved as done
+                raise NumericalError(
+                    f"the {'high' if high_noise else 'low'}-noise expert produced NaN or infinite values at "
+                    f"step {int(step) + 1} of {len(scheduler.timesteps)}; its weights (a LoRA with huge or damaged "
+                    "values?) or the settings are broken; nothing was saved for this shot"
+                )
             latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
         return latents
 

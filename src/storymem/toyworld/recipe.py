@@ -27,9 +27,9 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..conditioning import condition_pixels, model_input
+from ..files import write_json
 from ..models.lora import EXPERT_FILES
 from ..models.toy import BASE_FILE, build_toy_components
-from ..runner import write_json
 from ..train.trainer import TrainConfig, sample_sigmas, train
 from .stories import ToyShot
 from .world import ACTIONS, ALL_LOOKS, NAMES, PLACES, SHOTS, render_clip

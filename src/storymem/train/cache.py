@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..runner import write_json
+from ..files import write_json
 from ..storyboard import evenly_spaced
 from ..video import read_video
 from .data import GIVEN, Clip

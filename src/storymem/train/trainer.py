@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 
 from ..conditioning import model_input
 from ..errors import InputError
+from ..files import write_json
 from ..models import lora as lora_io
-from ..runner import write_json
 from .cache import EncodeSettings, encode_dataset, read_cache
 from .data import Draw, MemorySampler, group_indices, load_metadata
 

@@ -1,0 +1,202 @@
+"""Nothing lost, nothing silently wrong: inputs checked first, the run folder's life, damaged
+state, numerical health (tiny model, CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from storymem import InputError, LoraError, NumericalError, StoryMemPipeline, parse_story
+from storymem.files import FolderLock
+from test_lora import write_lora
+from test_runner import STORY
+
+SHORT = {
+    "story_overview": "x",
+    "scenes": [{"scene_num": 1, "video_prompts": ["a fox", "a fox runs"], "cut": [True, False]}],
+}
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    p = StoryMemPipeline.from_preset("tiny")
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def generate(pipe, out, story=SHORT, **kw):
+    return pipe.generate_story(parse_story(story), out, progress=False, **kw)
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(pipe, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    generate(pipe, out)
+    return out
+
+
+# ---------------------------------------------------------------------------- check first
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"height": 33}, "multiples of 16"),
+        ({"height": 0}, "height must be a whole number of at least 1, got 0"),
+        ({"steps": 0}, "steps must be a whole number of at least 1, got 0"),
+        ({"steps": -2}, "steps must be a whole number of at least 1, got -2"),
+        ({"frames": 0}, "frames must be a whole number of at least 1, got 0"),
+        ({"frames": 6}, "num_frames must be 4k+1"),
+        ({"frames": 1}, "frames must be larger, got 1"),
+        ({"max_memory": 0}, "max-memory must be a whole number of at least 1, got 0"),
+        ({"sink": 5, "max_memory": 4}, "sink must be a whole number from 0 to max-memory (4), got 5"),
+        ({"sink": -1}, "sink must be a whole number from 0"),
+        ({"references": ["/nowhere/ref.png"]}, "/nowhere/ref.png: image not found"),
+        ({"sigma_grid": "wan"}, "sigma grid must be one of"),
+        ({"quality": "best"}, "quality"),
+        ({"method": "loop"}, "method must be one of"),
+        ({"colour": "red"}, "unknown setting 'colour'"),
+    ],
+)
+def test_overwrite_with_a_bad_setting_keeps_the_finished_run(pipe, finished, bad, message):
+    before = snapshot(finished)
+    with pytest.raises(InputError) as info:
+        generate(pipe, finished, overwrite=True, **bad)
+    assert message in str(info.value)
+    assert snapshot(finished) == before
+
+
+def test_a_bad_setting_creates_no_folder(pipe, tmp_path):
+    with pytest.raises(InputError):
+        generate(pipe, tmp_path / "new", steps=0)
+    assert not (tmp_path / "new").exists()
+
+
+def test_shot_numbers_mean_what_they_say(pipe):
+    for kw, message in (
+        ({"num_inference_steps": 0}, "num_inference_steps must be a whole number of at least 1, got 0"),
+        ({"height": 0}, "height must be a whole number of at least 1, got 0"),
+        ({"num_frames": -3}, "num_frames must be a whole number of at least 1, got -3"),
+    ):
+        with pytest.raises(InputError, match=message):
+            pipe.generate_shot("a fox", seed=0, **kw)
+
+
+# ---------------------------------------------------------------------------- the folder's life
+def skeleton(out):
+    for name in ("shots", "memory", "tails"):
+        (out / name).mkdir(parents=True)
+    (out / "story.json").write_text("{}")
+
+
+@pytest.mark.parametrize("how", [{}, {"resume": True}, {"overwrite": True}])
+def test_a_first_run_killed_before_its_state_is_no_dead_end(pipe, tmp_path, how):
+    out = tmp_path / "run"
+    skeleton(out)
+    result = generate(pipe, out, **how)
+    assert result.generated == 2 and json.loads((out / "state.json").read_text())["finished"]
+    assert not (out / FolderLock.NAME).exists()  # released
+
+
+def test_a_second_process_is_refused_and_a_stale_lock_taken_over(pipe, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    lock = out / FolderLock.NAME
+    import socket
+
+    lock.write_text(f"{socket.gethostname()} {os.getppid()}")  # a live process: our parent
+    with pytest.raises(
+        InputError, match=rf"another storymem process \(PID {os.getppid()} on .*\) is using this folder"
+    ):
+        generate(pipe, out)
+    assert lock.exists()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock.write_text(f"{socket.gethostname()} {gone.pid}")  # a process that is gone: stale
+    assert generate(pipe, out).generated == 2
+    assert not lock.exists()
+
+
+# ---------------------------------------------------------------------------- damaged state
+def copy_run(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda out: (out / "state.json").write_text('{"version": 1, "sett'), "the run state is unreadable or damaged"),
+        (lambda out: (out / "state.json").write_text("[1, 2]"), "the run state is damaged (not a JSON object)"),
+        (lambda out: (out / "state.json").write_bytes(b"\xff\xfe\x00"), "the run state is unreadable or damaged"),
+        (
+            lambda out: (out / "state.json").write_text(
+                json.dumps({**json.loads((out / "state.json").read_text()), "completed": "01_01"})
+            ),
+            "'completed' missing or wrong",
+        ),
+        (lambda out: (out / "shots" / "01_01.mp4").unlink(), "shot 01_01's video is missing"),
+        (lambda out: next((out / "memory").glob("*.png")).unlink(), "a memory keyframe is missing"),
+    ],
+)
+def test_damaged_state_is_one_line_naming_the_file(pipe, finished, tmp_path, damage, message):
+    out = copy_run(finished, tmp_path)
+    state = json.loads((out / "state.json").read_text())
+    state["completed"], state["finished"] = state["completed"][:1], False  # one shot left to do
+    state["shots"] = {k: v for k, v in state["shots"].items() if k in state["completed"]}
+    state["memory"]["window_keyframes"] = [
+        k for k in state["memory"]["window_keyframes"] if k["shot"] in state["completed"]
+    ]
+    (out / "state.json").write_text(json.dumps(state))
+    damage(out)
+    with pytest.raises(InputError) as info:
+        generate(pipe, out, resume=True)
+    assert message in str(info.value) and "--overwrite" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------- numerical health
+def test_nan_lora_weights_are_refused_naming_the_tensor(pipe, tmp_path):
+    high, low = write_lora(tmp_path / "lora", pipe)
+    key = next(iter(high))
+    high[key][0, 0] = float("nan")
+    save_file(high, str(tmp_path / "lora" / "backbone_high_noise.safetensors"))
+    fresh = StoryMemPipeline.from_preset("tiny", lora=False)
+    with pytest.raises(NumericalError, match=rf"backbone_high_noise.safetensors: {key} holds NaN or infinite values"):
+        fresh.load_storymem_lora(tmp_path / "lora")
+
+
+def test_a_shot_that_turns_nan_is_an_error_and_not_saved(tmp_path):
+    broken = StoryMemPipeline.from_preset("tiny")
+    broken.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        broken.transformer_2.proj_out.weight.fill_(1e38)  # overflows to inf in the low-noise expert
+    with pytest.raises(NumericalError, match="low-noise expert produced NaN or infinite values at step"):
+        generate(broken, tmp_path / "run", story=STORY, max_memory=4, sink=1)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    # the first shot (T2V experts) is fine and kept; the broken second one is neither done nor saved
+    assert state["completed"] == ["01_01"]
+    assert [p.name for p in (tmp_path / "run" / "shots").glob("*.mp4")] == ["01_01.mp4"]
+
+
+def test_a_pickled_pt_file_gets_our_line_without_unsafe_advice(tmp_path):
+    import torch as t
+
+    from storymem.models.lora import read_lora_file
+
+    path = tmp_path / "backbone_high_noise.pt"
+    t.save({"weights": np.arange(3)}, path)  # a numpy array: refused by the weights-only loader
+    with pytest.raises(LoraError) as info:
+        read_lora_file(path)
+    assert "(it holds pickled objects, which are not loaded); convert it to .safetensors" in str(info.value)
+    assert "weights_only" not in str(info.value)
