@@ -31,9 +31,9 @@ def fake_run(root, videos, prompts=None, overview="a story", method="storymem"):
     }
     write_json(root / "story.json", story)
     shots = {n: {"video": f"shots/{n}.mp4"} for n in names}
-    write_json(
-        root / "state.json", {"finished": True, "completed": names, "shots": shots, "settings": {"method": method}}
-    )
+    memory = {"max_memory": 10, "sink": 3, "sink_keyframes": [], "window_keyframes": []}
+    state = {"version": 1, "finished": True, "completed": names, "shots": shots, "memory": memory}
+    write_json(root / "state.json", {**state, "settings": {"method": method}})
     return root
 
 

@@ -200,3 +200,70 @@ def test_a_pickled_pt_file_gets_our_line_without_unsafe_advice(tmp_path):
         read_lora_file(path)
     assert "(it holds pickled objects, which are not loaded); convert it to .safetensors" in str(info.value)
     assert "weights_only" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------- every command
+def cli(capsys, monkeypatch, *args):
+    from storymem.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["storymem", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["shot", "a fox", "--model", "tiny", "--out", "{tmp}/x.txt"], "--out must name an .mp4 file, got"),
+        (["toy-stories", "--out", "{tmp}/file"], "exists and is not a folder"),
+        (["train", "--data", "{tmp}", "--out", "{tmp}/t", "--lr", "-1"], "--lr must be a positive number, got -1.0"),
+        (
+            ["train", "--data", "{tmp}", "--out", "{tmp}/t", "--steps", "0"],
+            "--steps must be a whole number of at least 1",
+        ),
+        (["train", "--data", "{tmp}", "--out", "{tmp}/t", "--p-first", "2"], "--p-first is a probability"),
+        (["eval", "{tmp}/run"], "the run state is unreadable or damaged"),
+    ],
+)
+def test_bad_arguments_are_one_line(capsys, monkeypatch, tmp_path, args, message):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_text("{")
+    code, _, err = cli(capsys, monkeypatch, *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_aesthetic_head_that_is_not_weights_is_one_line(tmp_path):
+    from storymem.scoring.quality import load_aesthetic_head
+
+    (tmp_path / "head.pth").write_text("<html>not found</html>")
+    with pytest.raises(InputError, match="head.pth: cannot read it as a LAION aesthetic head"):
+        load_aesthetic_head(tmp_path / "head.pth")
+    save_file({"something": torch.zeros(3)}, str(tmp_path / "head.safetensors"))
+    with pytest.raises(InputError, match="head.safetensors: not a LAION aesthetic head"):
+        load_aesthetic_head(tmp_path / "head.safetensors")
+
+
+def test_eval_json_is_strict_and_says_why_a_metric_is_undefined(capsys, monkeypatch, tmp_path):
+    from test_eval import fake_run
+
+    run = fake_run(tmp_path / "one", [np.full((5, 32, 32, 3), 90, np.uint8)])
+    code, out, _ = cli(capsys, monkeypatch, "eval", run, "--json", "--extractor", "tiny", "--aesthetic-head", "none")
+    assert code == 0
+    metrics = json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in the JSON"))
+    assert metrics["consistency_overall"] is None
+    assert metrics["undefined"]["consistency_overall"] == "one shot: no pairs of shots to compare"
+
+
+def test_an_error_starts_its_own_line_after_a_progress_bar(capsys):
+    from tqdm import tqdm
+
+    from storymem.cli import _error
+
+    bar = tqdm(total=3, file=sys.stderr)
+    bar.update(1)
+    _error(InputError("broken"))
+    err = capsys.readouterr().err
+    assert "\nerror: broken\n" in err

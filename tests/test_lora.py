@@ -182,7 +182,7 @@ def test_bad_sources(tiny_pipe, tmp_path):
     with pytest.raises(LoraError, match="cannot tell which expert"):
         tiny_pipe.load_storymem_lora(tmp_path / "weights.safetensors")
     (tmp_path / "backbone_low_noise.safetensors").write_bytes(b"garbage")
-    with pytest.raises(LoraError, match="cannot read LoRA weights"):
+    with pytest.raises(LoraError, match="cannot read it as LoRA weights"):
         tiny_pipe.load_storymem_lora(tmp_path / "backbone_low_noise.safetensors")
     with pytest.raises(Exception, match="variant must be 'mi2v' or 'mm2v'"):
         tiny_pipe.load_storymem_lora(tmp_path, variant="m2v")

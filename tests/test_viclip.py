@@ -122,7 +122,7 @@ def test_mismatched_checkpoints_are_named(tmp_path):
     with pytest.raises(InputError, match="size mismatch for text_encoder.ln_final.bias"):
         load_viclip(tmp_path / "c.pth", SMALL)
     (tmp_path / "d.pth").write_text("not a checkpoint")
-    with pytest.raises(InputError, match="d.pth: not a readable ViCLIP checkpoint"):
+    with pytest.raises(InputError, match="d.pth: cannot read it as a ViCLIP checkpoint"):
         load_viclip(tmp_path / "d.pth", SMALL)
     with pytest.raises(
         Exception,

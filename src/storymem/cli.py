@@ -232,6 +232,10 @@ def shot(
     """Generate one shot conditioned on memory images (the building block of a story)."""
     from .video import load_image, write_video
 
+    if out.suffix.lower() != ".mp4":
+        raise InputError(f"--out must name an .mp4 file, got {out}")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; name the .mp4 file to write")
     memory_images = [load_image(p) for p in memory or []]
     given = [load_image(p) for p in first_frames or []]
     pipe = _pipeline(
@@ -276,15 +280,17 @@ def eval_command(
 ) -> None:
     """ST-Bench metrics of one run: aesthetic, prompt following, cross-shot consistency."""
     from .eval import KEYS, evaluate_run, load_evaluators
+    from .rundir import RunDirectory
 
-    state_file = run_dir / "state.json"
-    if not state_file.is_file():
+    run = RunDirectory(run_dir)
+    if not run.state_file.is_file():
         raise InputError(f"{run_dir}: not a storymem run folder (no state.json)")
-    model = json.loads(state_file.read_text()).get("settings", {}).get("model")
+    model = run.read_state()["settings"].get("model")
     video_text, aesthetic = load_evaluators(extractor, model, viclip and str(viclip), aesthetic_head, _device())
     metrics = evaluate_run(run_dir, video_text, aesthetic, progress=not as_json)
+    undefined = _undefined_metrics(metrics, KEYS)
     if as_json:
-        print(json.dumps(metrics, indent=2, ensure_ascii=False))
+        print(json.dumps(_json_safe({**metrics, "undefined": undefined}), indent=2, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table
@@ -294,7 +300,7 @@ def eval_command(
     table.add_column("value", justify="right")
     for key in KEYS:
         value = metrics[key]
-        table.add_row(key, "-" if value is None else f"{value:.4f}")
+        table.add_row(key, f"- ({undefined[key]})" if key in undefined else f"{value:.4f}")
     Console().print(table)
     print(f"features: {metrics['extractor']}; aesthetic: {metrics['aesthetic_model'] or 'not measured'}")
 
@@ -466,7 +472,12 @@ def toy_stories(
 
     if count < 1 or shots < 2:
         raise InputError("--count must be at least 1 and --shots at least 2")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot create the folder ({e.strerror})") from None
     for i in range(count):
         story, _ = make_story(seed + i, num_shots=shots)
         write_json(out / f"{story['story_name']}.json", story)
@@ -482,8 +493,43 @@ def presets() -> None:
         print(f"{preset.name:12s} {preset.width}x{preset.height}, {preset.num_frames} frames: {preset.description}")
 
 
+def _undefined_metrics(metrics: dict, keys) -> dict[str, str]:
+    """Why each metric without a number has none."""
+    import math
+
+    reasons = {}
+    for key in keys:
+        value = metrics.get(key)
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            if key.startswith("consistency") and len(metrics.get("shots", [])) < 2:
+                reasons[key] = "one shot: no pairs of shots to compare"
+            elif key == "aesthetic":
+                reasons[key] = "not measured (no aesthetic head)"
+            else:
+                reasons[key] = "not defined for this run"
+    return reasons
+
+
+def _json_safe(value):
+    """Strict JSON: NaN and infinities become null (their reason is under "undefined")."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _error(e: BaseException) -> None:
-    # Plain stderr, not rich: a long path must not be wrapped onto several lines.
+    # Plain stderr, not rich: a long path must not be wrapped onto several lines. Progress bars
+    # still open are closed first, so the error starts a line of its own.
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", [])):
+        bar.close()
     sys.stderr.write(f"error: {e}\n")
 
 

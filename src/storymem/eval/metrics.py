@@ -17,14 +17,15 @@ shots whose character has the look its first shot introduced (see toyworld/ident
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from ..errors import InputError
+from ..files import read_json
 from ..rundir import RunDirectory
 from ..story import Story
 from ..toyworld.identity import identity_metrics
@@ -65,13 +66,21 @@ def _finished_run(run_dir: Path) -> tuple[RunDirectory, dict, Story]:
     run = RunDirectory(run_dir)
     if not run.state_file.is_file() or not run.story_file.is_file():
         raise InputError(f"{run_dir}: not a storymem run folder (no state.json / story.json)")
-    state = json.loads(run.state_file.read_text())
+    state = run.read_state()
     if not state.get("finished"):
-        done = len(state.get("completed", []))
+        done = len(state["completed"])
         raise InputError(
             f"{run_dir}: the run is not finished ({done} shots done); complete it with storymem generate --resume"
         )
-    story = Story.model_validate(json.loads(run.story_file.read_text()))
+    fix = "restore it, or generate the run again"
+    try:
+        story = Story.model_validate(read_json(run.story_file, "normalised story", fix))
+    except ValidationError:
+        raise InputError(f"{run.story_file}: the normalised story is damaged; {fix}") from None
+    missing = [s.name for s in story.shots if s.name not in state["shots"]]
+    if missing:
+        raise InputError(f"{run.state_file}: no record of shot {missing[0]} of the story; {fix}")
+    run.check_files(state, range(0))
     return run, state, story
 
 

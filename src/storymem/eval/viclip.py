@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, WeightsNotFoundError
+from ..weights import read_weights
 
 VICLIP_URL = "https://huggingface.co/OpenGVLab/ViCLIP/blob/main/ViClip-InternVid-10M-FLT.pth"
 
@@ -145,13 +146,7 @@ def load_viclip(path: str | Path, config: ViClipConfig = ViClipConfig()) -> ViCl
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"ViCLIP checkpoint not found: {path}; download it from {VICLIP_URL}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(f"{path}: not a readable ViCLIP checkpoint ({type(e).__name__})") from None
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: not a ViCLIP checkpoint (expected a dict with a 'model' state dict)")
+    state, _ = read_weights(path, "a ViCLIP checkpoint", nested="model")
     model = ViClip(config)
     try:
         result = model.load_state_dict(state, strict=False)

@@ -17,15 +17,15 @@ error that names the keys.
 from __future__ import annotations
 
 import math
-import pickle
 import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .. import hub
-from ..errors import LoraError, NumericalError
+from ..errors import LoraError
+from ..weights import read_weights
 
 ADAPTER_NAME = "storymem"
 EXPERT_FILES = {"high": "backbone_high_noise", "low": "backbone_low_noise"}
@@ -136,38 +136,7 @@ def check_lora(
 
 def read_lora_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file (or a .pth/.pt state dict, read weights-only)."""
-    if not path.is_file():
-        raise LoraError(f"{path}: LoRA file not found")
-    try:
-        if path.suffix in (".pth", ".pt", ".bin"):
-            weights, metadata = torch.load(path, map_location="cpu", weights_only=True), {}
-        else:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-            weights = load_file(str(path))
-    except pickle.UnpicklingError:  # never suggest loading it unsafely
-        raise LoraError(
-            f"{path}: not a plain weights file (it holds pickled objects, which are not loaded); "
-            "convert it to .safetensors"
-        ) from None
-    except Exception as e:  # corrupt or foreign file: say which, not a traceback
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise LoraError(
-            f"{path}: cannot read LoRA weights ({type(e).__name__}{': ' + first if first else ''})"
-        ) from None
-    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-        raise LoraError(f"{path}: not a LoRA state dict (expected a mapping of names to tensors)")
-    check_finite(weights, path)
-    return weights, metadata
-
-
-def check_finite(weights: dict[str, torch.Tensor], file) -> None:
-    """NaN or infinite weights would turn every shot black: refuse them, naming the tensor."""
-    for key, tensor in weights.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise NumericalError(f"{file}: {key} holds NaN or infinite values; the file is damaged")
+    return read_weights(path, "LoRA weights", error=LoraError)
 
 
 def load_expert_lora(

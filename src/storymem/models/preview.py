@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..errors import LoraError, NumericalError
-from .lora import check_finite
+from ..weights import check_finite
 
 PREVIEW_ADAPTER = "preview"
 EXPERTS = ("high", "low")

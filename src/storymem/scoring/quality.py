@@ -17,6 +17,7 @@ import PIL.Image
 import torch
 
 from ..errors import InputError, WeightsNotFoundError
+from ..weights import read_weights
 
 CLIP_L14 = "openai/clip-vit-large-patch14"
 LAION_HEAD_URL = (
@@ -68,15 +69,11 @@ def load_aesthetic_head(path: str | Path) -> torch.nn.Module:
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"aesthetic head not found: {path}; download it from {LAION_HEAD_URL}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if set(state) == {"weight", "bias"}:
+    state, _ = read_weights(path, "a LAION aesthetic head")
+    layout = f"{path}: not a LAION aesthetic head (expected weight/bias, or layers.0 ... layers.7); get it from {LAION_HEAD_URL}"
+    if set(state) == {"weight", "bias"} and state["weight"].ndim == 2:
         head = torch.nn.Linear(state["weight"].shape[1], 1)
-    else:
+    elif "layers.0.weight" in state and state["layers.0.weight"].ndim == 2:
         dims = [state["layers.0.weight"].shape[1], 1024, 128, 64, 16, 1]
         head = torch.nn.Sequential()
         head.layers = torch.nn.Sequential(
@@ -89,7 +86,12 @@ def load_aesthetic_head(path: str | Path) -> torch.nn.Module:
             torch.nn.Linear(dims[3], dims[4]),
             torch.nn.Linear(dims[4], dims[5]),
         )
-    head.load_state_dict(state)
+    else:
+        raise InputError(layout)
+    try:
+        head.load_state_dict(state)
+    except RuntimeError:  # missing, unexpected or misshapen tensors
+        raise InputError(layout) from None
     return head
 
 

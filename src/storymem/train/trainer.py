@@ -71,6 +71,32 @@ class TrainConfig:
     i2v: str | None = None  # real weights: the I2V-A14B folder or hub id (default: the preset's)
 
 
+def check_config(c: TrainConfig) -> None:
+    """One line for a setting that cannot train, before any data or model is read."""
+    import math
+
+    for name in ("steps", "batch_size", "grad_accum", "rank", "max_memory", "keyframes_per_clip", "checkpoint_every"):
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
+    for name in ("frames", "height", "width"):
+        value = getattr(c, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"--{name} must be a whole number of at least 1, got {value!r}")
+    if not (isinstance(c.lr, int | float) and math.isfinite(c.lr) and c.lr > 0):
+        raise InputError(f"--lr must be a positive number, got {c.lr!r}")
+    if not 0 <= c.p_first <= 1:
+        raise InputError(f"--p-first is a probability from 0 to 1, got {c.p_first!r}")
+    if not 0 <= c.dropout < 1:
+        raise InputError(f"dropout must be from 0 to below 1, got {c.dropout!r}")
+    if c.alpha is not None and not c.alpha > 0:
+        raise InputError(f"alpha must be positive, got {c.alpha!r}")
+    if c.variant not in ("mi2v", "mm2v"):
+        raise InputError(f"--variant must be mi2v or mm2v, got {c.variant!r}")
+    if c.mixed_precision not in ("no", "bf16", "fp16"):
+        raise InputError(f"--mixed-precision must be no, bf16 or fp16, got {c.mixed_precision!r}")
+
+
 def sigma_range(expert: str, boundary: float) -> tuple[float, float]:
     """The expert's noise levels: high-noise expert sigma in [boundary, 1], low-noise [0, boundary)."""
     return (boundary, 1.0) if expert == "high" else (0.0, boundary)
@@ -127,8 +153,7 @@ class Trainer:
         c = self.config = config
         if c.expert not in EXPERTS:
             raise InputError(f"--expert must be high or low, got {c.expert!r}")
-        if c.steps < 1 or c.batch_size < 1 or c.grad_accum < 1 or c.rank < 1:
-            raise InputError("--steps, --batch-size, --grad-accum and --rank must be at least 1")
+        check_config(c)
         self.out = Path(c.out)
         self.work = self.out / c.expert
         self.progress = progress
