@@ -113,7 +113,9 @@ def test_eval_reports_identity_for_toy_runs(tmp_path):
     for s, toy in zip(story.shots, shots, strict=True):
         write_video(render_clip(look, toy.place, toy.action, toy.shot), tmp_path / "shots" / f"{s.name}.mp4", fps=8)
     write_json(tmp_path / "story.json", story.model_dump())
-    state = {"finished": True, "shots": {s.name: {"video": f"shots/{s.name}.mp4"} for s in story.shots}, "settings": {}}
+    shots = {s.name: {"video": f"shots/{s.name}.mp4"} for s in story.shots}
+    memory = {"max_memory": 10, "sink": 3, "sink_keyframes": [], "window_keyframes": []}
+    state = {"version": 1, "finished": True, "completed": list(shots), "shots": shots, "memory": memory, "settings": {}}
     (tmp_path / "state.json").write_text(json.dumps(state))
     metrics = evaluate_run(tmp_path, ClipVideoText.tiny())
     assert metrics["identity"] == 1.0 and metrics["identity_intro"] == 1.0

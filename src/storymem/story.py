@@ -12,6 +12,8 @@ such as ``scenes[1].cut[0]``.
 from __future__ import annotations
 
 import json
+import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +22,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from .errors import StoryError
+
+MAX_STORY_BYTES = 10_000_000  # ST-Bench scripts are a few KB
 
 
 def _parse_cut(value: Any) -> bool:
@@ -139,8 +143,8 @@ def _check_semantics(story: Story) -> tuple[str, str] | None:
                 f"has {len(scene.first_frame_prompt)} entries but video_prompts has {n}",
             )
         for i, prompt in enumerate(scene.video_prompts):
-            if not prompt.strip():
-                return f"{at}.video_prompts[{i}]", "must not be empty"
+            if not visible(prompt):
+                return f"{at}.video_prompts[{i}]", "must not be empty (it has no visible characters)"
     if not story.scenes[0].cut[0]:
         return (
             "scenes[0].cut[0]",
@@ -149,10 +153,44 @@ def _check_semantics(story: Story) -> tuple[str, str] | None:
     return None
 
 
+def visible(text: str) -> bool:
+    """Whether any character is a letter, digit, punctuation or symbol (not only spaces,
+    zero-width or control characters)."""
+    return any(unicodedata.category(c)[0] in "LNPS" for c in text)
+
+
+def _lone_surrogate(value: Any, where: str = "") -> str | None:
+    """The JSON path of the first string holding a lone UTF-16 surrogate (unencodable text)."""
+    if isinstance(value, str):
+        return where if any("\ud800" <= c <= "\udfff" for c in value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _lone_surrogate(item, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        if found is not None:
+            return found
+    return None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
 def parse_story(data: Any, file: str = "<story>", base_dir: Path | None = None) -> Story:
     """Validate a decoded JSON object. Reference paths are resolved against `base_dir`."""
     if not isinstance(data, dict):
         raise StoryError(file, "", "the top level must be a JSON object with a 'scenes' list")
+    surrogate = _lone_surrogate(data)
+    if surrogate is not None:
+        raise StoryError(file, surrogate, "holds a lone UTF-16 surrogate (a broken \\u escape), not text")
     try:
         story = Story.model_validate(data)
     except ValidationError as e:
@@ -176,6 +214,20 @@ def load_story(path: str | Path) -> Story:
     path = Path(path)
     file = str(path)
     try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise StoryError(file, "", "file not found") from None
+    except OSError as e:
+        raise StoryError(file, "", f"cannot read it ({e.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise StoryError(file, "", "is a directory, expected a .json story script")
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+        raise StoryError(file, "", "is not a regular file, expected a .json story script")
+    if info.st_size > MAX_STORY_BYTES:
+        raise StoryError(
+            file, "", f"is {info.st_size / 1e6:.1f} MB; a story script is at most {MAX_STORY_BYTES // 10**6} MB"
+        )
+    try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise StoryError(file, "", "file not found") from None
@@ -188,7 +240,11 @@ def load_story(path: str | Path) -> Story:
     except UnicodeDecodeError as e:
         raise StoryError(file, "", f"not UTF-8 text (bad byte at offset {e.start})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise StoryError(file, f"line {e.lineno} column {e.colno}", f"not valid JSON ({e.msg})") from None
+    except _DuplicateKey as e:
+        raise StoryError(file, "", f"the key {str(e)!r} appears twice in one object; keep one") from None
+    except RecursionError:
+        raise StoryError(file, "", "nested too deeply to be a story script") from None
     return parse_story(data, file=file, base_dir=path.parent)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 
 from .errors import InputError
 
@@ -20,16 +21,49 @@ def to_uint8(frames) -> np.ndarray:
     return np.stack([np.asarray(f.convert("RGB")) for f in frames])
 
 
+MAX_IMAGE_PIXELS = 64_000_000  # a 8000x8000 photo; larger is refused before it is decoded
+
+
 def load_image(path: str | Path) -> PIL.Image.Image:
-    """An RGB image, or an `InputError` naming the file."""
+    """An RGB image, or an `InputError` naming the file. Every PIL mode converts faithfully:
+    16-bit and float greyscale are scaled (not clipped), transparency is flattened onto white,
+    CMYK and palettes become RGB, and the EXIF orientation is applied."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: image not found")
     try:
         with PIL.Image.open(path) as image:
-            return image.convert("RGB")
-    except Exception as e:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InputError(
+                    f"{path}: the image is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS // 10**6} MP "
+                    "limit; downscale it (the model works at 832x480)"
+                )
+            return to_rgb(PIL.ImageOps.exif_transpose(image))
+    except InputError:
+        raise
+    except PIL.Image.DecompressionBombError:
+        raise InputError(
+            f"{path}: the image is larger than the {MAX_IMAGE_PIXELS // 10**6} MP limit (refused as a "
+            "decompression bomb); downscale it"
+        ) from None
+    except Exception as e:  # truncated or foreign
         raise InputError(f"{path}: not a readable image ({type(e).__name__})") from None
+
+
+def to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0  # 16-bit data, or 8-bit in a wide mode
+        grey = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
+        return PIL.Image.fromarray(grey).convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        white = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PIL.Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def write_video(frames, path: str | Path, fps: int) -> Path:

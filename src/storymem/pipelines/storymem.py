@@ -408,6 +408,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return self.placement.text_encoder(self) if self.placement is not None else contextlib.nullcontext()
 
     def _encode_uncached(self, todo: list[str], device, found: dict) -> None:
+        self._warn_long_prompts(todo)
         tokens = self.tokenizer(
             [prompt_clean(p) for p in todo],
             padding="max_length",
@@ -422,6 +423,19 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         hidden = hidden * mask[..., None].to(hidden.dtype)
         for i, prompt in enumerate(todo):
             found[prompt] = self._prompt_cache.put((prompt, device), hidden[i : i + 1])
+
+    def _warn_long_prompts(self, prompts: list[str]) -> None:
+        """A prompt past the text encoder's limit is cut there: say so, with its token count."""
+        limit = self.preset.max_sequence_length
+        counts = self.tokenizer([prompt_clean(p) for p in prompts], add_special_tokens=True).input_ids
+        for prompt, ids in zip(prompts, counts, strict=True):
+            if len(ids) > limit and prompt != self.preset.negative_prompt:
+                warnings.warn(
+                    f"a prompt has {len(ids)} tokens; the text encoder reads the first {limit}, the rest is "
+                    f"ignored: {prompt[:80]!r}{'...' if len(prompt) > 80 else ''}",
+                    StoryMemWarning,
+                    stacklevel=4,
+                )
 
     def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, self.vae.config.z_dim, 1, 1, 1)
