@@ -8,11 +8,19 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-STBENCH = REPO.parent / "shared" / "stbench"
+STBENCH = Path(os.environ.get("STORYMEM_STBENCH", REPO.parent / "shared" / "stbench"))
 
 
 @pytest.fixture(scope="session")
 def stbench_files() -> list[Path]:
+    """The 30 real ST-Bench scripts, read from ../shared (never copied into the repository).
+    A clone without ../shared skips the tests that need them; .ci/run sets
+    STORYMEM_REQUIRE_STBENCH=1, which makes their absence a failure."""
+    if not STBENCH.is_dir():
+        message = f"the ST-Bench scripts are not at {STBENCH} (a clone without ../shared)"
+        if os.environ.get("STORYMEM_REQUIRE_STBENCH") == "1":
+            pytest.fail(message + "; CI requires them")
+        pytest.skip(message)
     files = sorted(STBENCH.glob("*.json"))
     assert len(files) == 30, f"expected the 30 ST-Bench scripts in {STBENCH}, found {len(files)}"
     return files

@@ -267,3 +267,39 @@ def test_an_error_starts_its_own_line_after_a_progress_bar(capsys):
     _error(InputError("broken"))
     err = capsys.readouterr().err
     assert "\nerror: broken\n" in err
+
+
+# ---------------------------------------------------------------------------- fresh clone
+def test_a_clone_without_shared_skips_st_bench_tests_and_ci_requires_them(tmp_path):
+    test = "tests/test_story.py::test_all_stbench_scripts_load_with_the_published_counts"
+    from conftest import REPO
+
+    env = {**os.environ, "STORYMEM_STBENCH": str(tmp_path / "no-shared")}
+    env.pop("STORYMEM_REQUIRE_STBENCH", None)
+    skipped = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", test], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert skipped.returncode == 0 and "1 skipped" in skipped.stdout and "without ../shared" in skipped.stdout
+    env["STORYMEM_REQUIRE_STBENCH"] = "1"
+    required = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", test], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert required.returncode == 1 and "CI requires them" in required.stdout
+
+
+def test_no_memory_has_no_negative_twin(capsys, monkeypatch):
+    code, _, err = cli(capsys, monkeypatch, "generate", "x.json", "--out", "o", "--no-no-memory")
+    assert code == 2 and "No such option: --no-no-memory" in err
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
+    import re
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    code = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "run-py" / "story.mp4").is_file()

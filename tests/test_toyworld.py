@@ -119,3 +119,10 @@ def test_eval_reports_identity_for_toy_runs(tmp_path):
     (tmp_path / "state.json").write_text(json.dumps(state))
     metrics = evaluate_run(tmp_path, ClipVideoText.tiny())
     assert metrics["identity"] == 1.0 and metrics["identity_intro"] == 1.0
+    # and the command's table shows them
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "storymem.cli", "eval", str(tmp_path), "--extractor", "tiny"]
+    table = subprocess.run([*command, "--aesthetic-head", "none"], capture_output=True, text=True).stdout
+    assert "│ identity " in table and "│ identity_intro " in table and "1.0000" in table
