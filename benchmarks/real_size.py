@@ -268,9 +268,9 @@ def random_images(n: int, scale: Scale, seed: int) -> list[PIL.Image.Image]:
 
 
 def build_pipeline(scale: Scale, experts, text_encoder, vae):
-    from storymem.models.loading import flow_scheduler
     from storymem.models.tiny import tiny_tokenizer
     from storymem.pipelines import StoryMemPipeline
+    from storymem.sampling import flow_scheduler
 
     # The tokenizer only turns text into ids; a character-level one costs the same downstream.
     pipe = StoryMemPipeline(

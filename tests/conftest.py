@@ -33,3 +33,27 @@ def tiny_pipe():
     pipe = StoryMemPipeline.from_preset("tiny")
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run `storymem ARGS...` in this process: (exit code, stdout, stderr). Faster than a
+    subprocess; the CLI's thread choice for the built-in models is undone afterwards."""
+    import sys
+
+    import torch
+
+    from storymem.cli import main
+
+    def invoke(*args):
+        threads = torch.get_num_threads()
+        monkeypatch.setattr(sys, "argv", ["storymem", *map(str, args)])
+        try:
+            with pytest.raises(SystemExit) as exit_info:
+                main()
+        finally:
+            torch.set_num_threads(threads)
+        captured = capsys.readouterr()
+        return exit_info.value.code, captured.out, captured.err
+
+    return invoke

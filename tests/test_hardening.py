@@ -203,16 +203,6 @@ def test_a_pickled_pt_file_gets_our_line_without_unsafe_advice(tmp_path):
 
 
 # ---------------------------------------------------------------------------- every command
-def cli(capsys, monkeypatch, *args):
-    from storymem.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["storymem", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -227,11 +217,11 @@ def cli(capsys, monkeypatch, *args):
         (["eval", "{tmp}/run"], "the run state is unreadable or damaged"),
     ],
 )
-def test_bad_arguments_are_one_line(capsys, monkeypatch, tmp_path, args, message):
+def test_bad_arguments_are_one_line(cli, tmp_path, args, message):
     (tmp_path / "file").write_text("x")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "state.json").write_text("{")
-    code, _, err = cli(capsys, monkeypatch, *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    code, _, err = cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
 
 
@@ -246,11 +236,11 @@ def test_aesthetic_head_that_is_not_weights_is_one_line(tmp_path):
         load_aesthetic_head(tmp_path / "head.safetensors")
 
 
-def test_eval_json_is_strict_and_says_why_a_metric_is_undefined(capsys, monkeypatch, tmp_path):
+def test_eval_json_is_strict_and_says_why_a_metric_is_undefined(cli, tmp_path):
     from test_eval import fake_run
 
     run = fake_run(tmp_path / "one", [np.full((5, 32, 32, 3), 90, np.uint8)])
-    code, out, _ = cli(capsys, monkeypatch, "eval", run, "--json", "--extractor", "tiny", "--aesthetic-head", "none")
+    code, out, _ = cli("eval", run, "--json", "--extractor", "tiny", "--aesthetic-head", "none")
     assert code == 0
     metrics = json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in the JSON"))
     assert metrics["consistency_overall"] is None
@@ -287,8 +277,8 @@ def test_a_clone_without_shared_skips_st_bench_tests_and_ci_requires_them(tmp_pa
     assert required.returncode == 1 and "CI requires them" in required.stdout
 
 
-def test_no_memory_has_no_negative_twin(capsys, monkeypatch):
-    code, _, err = cli(capsys, monkeypatch, "generate", "x.json", "--out", "o", "--no-no-memory")
+def test_no_memory_has_no_negative_twin(cli):
+    code, _, err = cli("generate", "x.json", "--out", "o", "--no-no-memory")
     assert code == 2 and "No such option: --no-no-memory" in err
 
 
@@ -303,3 +293,16 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     (tmp_path / "examples").symlink_to(REPO / "examples")
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "run-py" / "story.mp4").is_file()
+
+
+def test_models_have_no_import_circle():
+    """presets is a light registry (builders import lazily); tiny and toy never import presets
+    or loading back."""
+    code = (
+        "import sys, storymem.models.presets as p\n"
+        "assert not [m for m in sys.modules if m.startswith('storymem.models.') and m != 'storymem.models.presets']\n"
+        "import storymem.models.tiny, storymem.models.toy\n"
+        "assert 'storymem.models.loading' not in sys.modules, 'tiny/toy import loading'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -125,7 +125,7 @@ def test_cli_generates_a_story_from_real_format_folders(folders, tmp_path):
     assert {s["memory_mode"] for s in state["shots"].values()} == {"resident"}
 
 
-def test_cli_bad_weight_folders_are_one_line(folders, tmp_path):
+def test_cli_bad_weight_folders_are_one_line(folders, tmp_path, cli):
     story = tmp_path / "story.json"
     story.write_text(json.dumps(STORY))
     w = folders.root
@@ -144,10 +144,10 @@ def test_cli_bad_weight_folders_are_one_line(folders, tmp_path):
         "grid": (["--i2v", w / "i2v", "--t2v", w / "t2v", "--sigma-grid", "wan"], "sigma grid must be one of"),
     }
     for name, (extra, message) in cases.items():
-        result = run_cli(*base, *extra)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 1, name
-        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (name, result.stderr)
+        code, _, err = cli(*base, *extra)
+        lines = err.strip().splitlines()
+        assert code == 1, name
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (name, err)
         assert not (tmp_path / "run").exists(), name  # nothing written before the weights are found
 
 

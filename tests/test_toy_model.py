@@ -14,10 +14,11 @@ import torch
 from storymem import StoryMemPipeline
 from storymem.conditioning import condition_mask, condition_pixels, model_input
 from storymem.errors import WeightsNotFoundError
-from storymem.models.presets import TOY_WEIGHTS, get_preset
+from storymem.models.presets import get_preset
 from storymem.models.toy import (
     TEMPORAL,
     TEXT_DIM,
+    TOY_WEIGHTS,
     Z_DIM,
     PixelPackCodec,
     build_toy_components,

@@ -78,3 +78,8 @@ def make_scheduler(sampling: Sampling, device=None):
     else:
         scheduler.set_timesteps(sigmas=sigmas, device=device)
     return scheduler
+
+
+def flow_scheduler(shift: float = 4.0):
+    """The scheduler component a pipeline is saved with (each shot builds its own from its Sampling)."""
+    return make_scheduler(Sampling(steps=1, shift=shift, boundary=0, guidance=1, guidance_2=1, grid="diffusers"))

@@ -12,20 +12,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
 from .. import hub
 from ..errors import WeightsNotFoundError
-from ..sampling import Sampling, make_scheduler
-from .presets import Preset
+from ..sampling import flow_scheduler
 from .transformer import StoryMemWanTransformer3DModel
 
-
-def flow_scheduler(shift: float = 4.0):
-    """The scheduler component a pipeline is saved with (each shot builds its own from its Sampling)."""
-    return make_scheduler(Sampling(steps=1, shift=shift, boundary=0, guidance=1, guidance_2=1, grid="diffusers"))
+if TYPE_CHECKING:  # a type only: presets builds its models lazily through this module's users
+    from .presets import Preset
 
 
 # What each kind of folder must hold: model_index class, subfolders, transformer input channels.

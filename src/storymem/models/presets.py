@@ -15,7 +15,8 @@ import torch
 
 from ..sampling import Sampling
 
-TOY_WEIGHTS = Path(__file__).parent / "toy_weights"
+# toy.TOY_WEIGHTS (not imported here: toy.py pulls in transformers; the presets stay light)
+TOY_LORA = Path(__file__).parent / "toy_weights" / "lora"
 
 # Wan2.2's default negative prompt (shared config of the official code).
 WAN_NEGATIVE_PROMPT = (
@@ -116,7 +117,7 @@ PRESETS: dict[str, Preset] = {
         max_sequence_length=24,
         trained_resolutions=((32, 32),),
         max_trained_memory=8,
-        lora_source=str(TOY_WEIGHTS / "lora"),  # shipped in the package
+        lora_source=str(TOY_LORA),  # shipped in the package
         keyframe_embedder="tiny",
         quality="none",
         build=_toy_components,

@@ -13,7 +13,7 @@ import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 
-from .loading import flow_scheduler
+from ..sampling import flow_scheduler
 from .transformer import StoryMemWanTransformer3DModel
 
 TEXT_DIM = 32

@@ -28,10 +28,10 @@ from safetensors.torch import load_file
 from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 
 from ..errors import WeightsNotFoundError
-from .loading import flow_scheduler
-from .presets import TOY_WEIGHTS
+from ..sampling import flow_scheduler
 from .transformer import StoryMemWanTransformer3DModel
 
+TOY_WEIGHTS = Path(__file__).parent / "toy_weights"  # shipped in the package
 BASE_FILE = "base.safetensors"
 TEXT_DIM = 64
 Z_DIM = 24  # 3 colours x 2 frames x 2 x 2 pixels
