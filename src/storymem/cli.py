@@ -7,6 +7,7 @@ with exit status 1; no traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -438,6 +439,8 @@ def train_command(
         cache=str(cache) if cache else None, checkpoint_every=checkpoint_every, seed=seed, i2v=i2v,
     )  # fmt: skip
     file = train(config, resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch: rank 0 reports
+        return
     other = "low" if expert == "high" else "high"
     complete = len(list(file.parent.glob("backbone_*_noise.safetensors"))) == 2
     print(f"wrote {file}; loss plot: {out / expert / 'loss.png'}")
