@@ -306,3 +306,13 @@ def test_models_have_no_import_circle():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_users_own_story_json_is_never_taken_for_a_skeleton(pipe, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "story.json").write_text(json.dumps(SHORT))
+    for how in ({}, {"resume": True}, {"overwrite": True}):
+        with pytest.raises(InputError):
+            generate(pipe, out, **how)
+    assert json.loads((out / "story.json").read_text()) == SHORT

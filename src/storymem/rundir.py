@@ -74,7 +74,11 @@ class RunDirectory:
         return None
 
     def _only_skeleton(self, entries: list[Path]) -> bool:
+        """Only what a run writes before its state: our three folders (always made first), maybe
+        story.json and reference copies. A user's own story.json alone is not a skeleton."""
         if any(e.name not in SKELETON for e in entries):
+            return False
+        if not all(folder.is_dir() for folder in (self.shots, self.memory, self.tails)):
             return False
         if any(self.shots.glob("*")) or any(self.tails.glob("*")):
             return False
@@ -113,7 +117,7 @@ class RunDirectory:
         for key, kind in STATE_KEYS.items():
             if not isinstance(state.get(key), kind):
                 raise InputError(f"{self.state_file}: the run state is damaged ('{key}' missing or wrong); {fix}")
-        unknown = [name for name in state["completed"] if name not in state["shots"]]
+        unknown = [name for name in state["completed"] if not isinstance(state["shots"].get(name), dict)]
         if unknown:
             raise InputError(f"{self.state_file}: the run state is damaged (no record of shot {unknown[0]}); {fix}")
         return state
