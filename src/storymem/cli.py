@@ -94,25 +94,41 @@ def _pipeline(
     compile: bool = False,
     attention: str | None = None,
     sigma_grid: str | None = None,
+    split_shots: bool = False,
 ):
-    """A placed pipeline. Every option (sigma_grid too, used later) is checked before any weights are read."""
+    """A placed pipeline. Every option (sigma_grid too, used later) is checked before any weights are read.
+    Under torchrun (split_shots: generate and shot) this process joins the others and each shot
+    is split over all of them."""
     import torch
 
     from .acceleration import check_attention_backend, check_memory_mode
+    from .distributed import context_parallel
     from .pipelines import StoryMemPipeline
     from .sampling import check_sigma_grid
 
     check_sigma_grid(sigma_grid)
-    device = torch.device(_device())
-    _choose_threads(model, device)
-    check_memory_mode(memory_mode, device)
-    if attention is not None:
-        check_attention_backend(attention, device)
-    pipe = StoryMemPipeline.from_preset(
-        model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, load_t2v=load_t2v, preview=preview
-    )
-    chosen = pipe.enable_memory_mode(memory_mode, compile=compile, attention=attention)
-    if pipe.preset.build is None:  # real weights: say where they went
+    launch = context_parallel.launched()
+    if launch and not split_shots:
+        raise InputError(
+            "only generate and shot split a shot over torchrun's processes; run this command as one process "
+            "(bench: one process per GPU with --workers)"
+        )
+    device = context_parallel.start(launch) if launch else torch.device(_device())
+    try:
+        _choose_threads(model, device)
+        check_memory_mode(memory_mode, device)
+        if attention is not None:
+            check_attention_backend(attention, device)
+        pipe = StoryMemPipeline.from_preset(
+            model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, load_t2v=load_t2v, preview=preview
+        )
+        if launch:
+            pipe.enable_context_parallel(launch.world_size)
+        chosen = pipe.enable_memory_mode(memory_mode, device, compile=compile, attention=attention)
+    except BaseException:
+        context_parallel.stop()
+        raise
+    if pipe.preset.build is None and not context_parallel.is_follower():  # real weights: say where they went
         sys.stderr.write(f"memory mode: {chosen}" + (" (auto)\n" if memory_mode == "auto" else "\n"))
     return pipe
 
@@ -161,6 +177,9 @@ def generate(
     """Generate a multi-shot story video with memory into a run folder (resumable)."""
     import time
 
+    from .distributed.context_parallel import launched
+    from .distributed.lockstep import lead_or_follow
+
     story = load_story(story_path)
     refs = [str(p.resolve()) for p in references] if references else None
     for ref in refs or []:
@@ -169,40 +188,43 @@ def generate(
     start = time.perf_counter()
     pipe = _pipeline(
         model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, preview=preview,
-        memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid,
+        memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid, split_shots=True,
     )  # fmt: skip
     pipe.set_progress_bar_config(leave=False, desc="steps")
-    try:
-        result = pipe.generate_story(
-            story,
-            out,
-            resume=resume,
-            overwrite=overwrite,
-            variant=variant,
-            references=refs,
-            max_memory=max_memory,
-            sink=sink,
-            seed=seed,
-            steps=steps,
-            frames=frames,
-            height=height,
-            width=width,
-            quality=quality,
-            method="independent" if no_memory else method,
-            aesthetic_head=aesthetic_head,
-            lora=lora,
-            sigma_grid=sigma_grid,
-            keyframe_clip=keyframe_clip,
+    with lead_or_follow(pipe, launched()) as leading:
+        if not leading:
+            return
+        try:
+            result = pipe.generate_story(
+                story,
+                out,
+                resume=resume,
+                overwrite=overwrite,
+                variant=variant,
+                references=refs,
+                max_memory=max_memory,
+                sink=sink,
+                seed=seed,
+                steps=steps,
+                frames=frames,
+                height=height,
+                width=width,
+                quality=quality,
+                method="independent" if no_memory else method,
+                aesthetic_head=aesthetic_head,
+                lora=lora,
+                sigma_grid=sigma_grid,
+                keyframe_clip=keyframe_clip,
+            )
+        except KeyboardInterrupt:
+            sys.stderr.write(
+                f"interrupted; completed shots are kept. Continue with: storymem generate {story_path} --out {out} --resume (and the same options)\n"
+            )
+            raise typer.Exit(130) from None
+        print(
+            f"{result.shots} shots ({result.generated} generated) in {time.perf_counter() - start:.1f}s: "
+            f"{result.video} (storyboard: {result.storyboard})"
         )
-    except KeyboardInterrupt:
-        sys.stderr.write(
-            f"interrupted; completed shots are kept. Continue with: storymem generate {story_path} --out {out} --resume (and the same options)\n"
-        )
-        raise typer.Exit(130) from None
-    print(
-        f"{result.shots} shots ({result.generated} generated) in {time.perf_counter() - start:.1f}s: "
-        f"{result.video} (storyboard: {result.storyboard})"
-    )
 
 
 @app.command()
@@ -232,6 +254,8 @@ def shot(
     sigma_grid: SigmaGridOption = None,
 ) -> None:
     """Generate one shot conditioned on memory images (the building block of a story)."""
+    from .distributed.context_parallel import launched
+    from .distributed.lockstep import lead_or_follow
     from .video import load_image, write_video
 
     if out.suffix.lower() != ".mp4":
@@ -243,20 +267,24 @@ def shot(
     pipe = _pipeline(
         model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, load_t2v=not (memory_images or given),
         preview=preview, memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid,
+        split_shots=True,
     )  # fmt: skip
-    video = pipe.generate_shot(
-        prompt,
-        memory_images,
-        given,
-        seed=seed,
-        num_inference_steps=steps,
-        num_frames=frames,
-        height=height,
-        width=width,
-        sigma_grid=sigma_grid,
-    )
-    write_video(video, out, fps=pipe.preset.fps)
-    print(f"wrote {out} ({len(video)} frames, {video[0].width}x{video[0].height})")
+    with lead_or_follow(pipe, launched()) as leading:
+        if not leading:
+            return
+        video = pipe.generate_shot(
+            prompt,
+            memory_images,
+            given,
+            seed=seed,
+            num_inference_steps=steps,
+            num_frames=frames,
+            height=height,
+            width=width,
+            sigma_grid=sigma_grid,
+        )
+        write_video(video, out, fps=pipe.preset.fps)
+        print(f"wrote {out} ({len(video)} frames, {video[0].width}x{video[0].height})")
 
 
 def _choose_threads(model: str, device) -> None:
@@ -551,7 +579,8 @@ def _error(e: BaseException) -> None:
 
     for bar in list(getattr(tqdm, "_instances", [])):
         bar.close()
-    sys.stderr.write(f"error: {e}\n")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone speaks
+        sys.stderr.write(f"error: {e}\n")
 
 
 def main() -> None:

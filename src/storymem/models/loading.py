@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from diffusers import AutoencoderKLWan
 
 from .. import hub
 from ..errors import WeightsNotFoundError
@@ -120,7 +120,7 @@ def t2v_loader(preset: Preset, t2v: str | None = None, torch_dtype: torch.dtype 
 
     def load():
         return tuple(
-            _from_pretrained(WanTransformer3DModel, folder, sub, torch_dtype=dtype).eval()
+            _from_pretrained(StoryMemWanTransformer3DModel, folder, sub, torch_dtype=dtype).eval()
             for sub in ("transformer", "transformer_2")
         )
 

@@ -1,7 +1,7 @@
 """The `tiny` preset: Wan2.2's architecture at toy size with random weights, built in code.
 
 Every class is the one the real preset uses (UMT5 text encoder, AutoencoderKLWan, the memory-aware
-transformer for the I2V experts, the stock transformer for the T2V experts, UniPC), so tests run
+transformer for the I2V experts, the same transformer (with no memory) for the T2V experts, UniPC), so tests run
 every line of the real path in seconds on a CPU. Built from a fixed seed: two builds are equal.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 
 import torch
-from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from diffusers import AutoencoderKLWan
 from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 
 from ..sampling import flow_scheduler
@@ -64,7 +64,7 @@ def build_tiny_components(seed: int = 0) -> dict:
             scheduler=flow_scheduler(),
             transformer=StoryMemWanTransformer3DModel(**i2v).eval(),
             transformer_2=StoryMemWanTransformer3DModel(**i2v).eval(),
-            t2v_transformer=WanTransformer3DModel(**t2v).eval(),
-            t2v_transformer_2=WanTransformer3DModel(**t2v).eval(),
+            t2v_transformer=StoryMemWanTransformer3DModel(**t2v).eval(),
+            t2v_transformer_2=StoryMemWanTransformer3DModel(**t2v).eval(),
         )
     return components

@@ -20,7 +20,7 @@ import string
 from pathlib import Path
 
 import torch
-from diffusers import ConfigMixin, ModelMixin, WanTransformer3DModel
+from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
@@ -169,14 +169,14 @@ def zero_condition_value() -> float:
 
 
 @torch.no_grad()
-def t2v_from_i2v(i2v: StoryMemWanTransformer3DModel) -> WanTransformer3DModel:
+def t2v_from_i2v(i2v: StoryMemWanTransformer3DModel) -> StoryMemWanTransformer3DModel:
     """The T2V expert, exactly: with no memory and no given frame, the I2V input is
     [noisy | mask 0 | condition = the zero video's latents, a constant], and the patch embedding
     is a convolution with stride = kernel, so the constant channels add a fixed vector that the
     bias can hold."""
-    config = {k: v for k, v in i2v.config.items() if not k.startswith("_") and k != "memory_rope_shift"}
+    config = {k: v for k, v in i2v.config.items() if not k.startswith("_")}
     config["in_channels"] = Z_DIM
-    t2v = WanTransformer3DModel(**config)
+    t2v = StoryMemWanTransformer3DModel(**config)
     state = i2v.state_dict()
     weight, bias = state["patch_embedding.weight"], state["patch_embedding.bias"]
     condition = weight[:, Z_DIM + TEMPORAL :].sum(dim=(1, 2, 3, 4)) * zero_condition_value()

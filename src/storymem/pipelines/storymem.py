@@ -40,6 +40,8 @@ from ..conditioning import (
     model_input,
     num_latent_frames,
 )
+from ..distributed import context_parallel
+from ..distributed.lockstep import in_lockstep
 from ..errors import InputError, LoraError, NumericalError
 from ..models import lora as lora_io
 from ..models.loading import load_components, locate_weights, t2v_loader
@@ -152,6 +154,8 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         self._storymem_lora_on = True
         self._compile = False
         self._attention: str | None = None
+        self._context_parallel = 1  # ranks each shot is split over (torchrun)
+        self.lockstep = None  # rank 0 of a torchrun launch: tells the other ranks each shot
         self.last_shot_timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ construction
@@ -248,7 +252,14 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         models = [m for m in self.components.values() if isinstance(m, torch.nn.Module)]
         held = acceleration.gib_on(models, device) if mode == "auto" and device.type == "cuda" else 0.0
         chosen = acceleration.resolve_memory_mode(mode, device, expert_gib, held)
+        if self._context_parallel > 1 and chosen not in ("resident", "fp8"):
+            raise InputError(
+                f"context parallelism keeps each expert whole on every GPU; memory mode {chosen} is not supported "
+                "with it: use --memory-mode resident or fp8"
+            )
         if attention is not None:
+            if self._context_parallel > 1:
+                context_parallel.check_attention(attention)
             acceleration.set_attention_backend(self.loaded_experts(), attention, device)
         self.placement = acceleration.Placement(chosen, device)
         self._configure_adapters()
@@ -258,6 +269,15 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 acceleration.compile_model(expert)
         self._compile, self._attention = compile, attention
         return chosen
+
+    def enable_context_parallel(self, degree: int) -> None:
+        """Split every shot's token sequence over `degree` ranks (run under torchrun, one
+        process per GPU; see `storymem.distributed`). Call before `enable_memory_mode`."""
+        if self.placement is not None:
+            raise InputError("enable context parallelism before the memory mode")
+        for expert in self.loaded_experts():
+            context_parallel.enable(expert, degree)
+        self._context_parallel = degree
 
     def t2v_experts(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         """The T2V experts, loaded (and placed) now if they are not."""
@@ -276,6 +296,9 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if self.preview is not None and self.preview.t2v:
             for expert, which in zip(experts, ("high", "low"), strict=True):
                 load_preview_lora(expert, self.preview.t2v[which])
+        if self._context_parallel > 1:
+            for expert in experts:
+                context_parallel.enable(expert, self._context_parallel)
         if self.placement is not None:
             for expert in experts:
                 if self._attention:
@@ -286,6 +309,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     acceleration.compile_model(expert)
             self.placement.added_expert(self)
 
+    @in_lockstep
     def release_t2v_experts(self) -> None:
         """Free the T2V experts (the runner calls this once no later shot needs them); they are
         loaded again if a T2V shot comes after all."""
@@ -381,13 +405,16 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if not self._storymem_lora_on:
             yield
             return
-        self._storymem_lora_on = False
-        self._configure_adapters()
+        self._switch_storymem_lora(False)
         try:
             yield
         finally:
-            self._storymem_lora_on = True
-            self._configure_adapters()
+            self._switch_storymem_lora(True)
+
+    @in_lockstep
+    def _switch_storymem_lora(self, on: bool) -> None:
+        self._storymem_lora_on = on
+        self._configure_adapters()
 
     # ------------------------------------------------------------------ encoders (cached)
     def encode_prompt(self, prompt: str) -> torch.Tensor:
@@ -590,6 +617,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return max(sampling.guidance, sampling.guidance_2) > 1
 
     @torch.no_grad()
+    @in_lockstep
     def generate_shot(
         self,
         prompt: str,
