@@ -148,8 +148,8 @@ def test_refusals(monkeypatch, cli, tmp_path):
     pipe._context_parallel = 2  # as after enable_context_parallel(2), without a process group
     with pytest.raises(InputError, match="memory mode group-offload is not supported with it"):
         pipe.enable_memory_mode("group-offload", "cpu")
-    with pytest.raises(InputError, match="--attention flash does not support context parallelism"):
-        pipe.enable_memory_mode("resident", "cpu", attention="flash")
+    with pytest.raises(InputError, match="--attention _native_math does not support context parallelism"):
+        pipe.enable_memory_mode("resident", "cpu", attention="_native_math")
 
     story = tmp_path / "story.json"
     story.write_text(json.dumps(STORY))

@@ -6,6 +6,7 @@ with exit status 1; no traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -135,8 +136,13 @@ def _pipeline(
 
 @app.command()
 def generate(
-    story_path: Annotated[Path, typer.Argument(metavar="STORY.json", help="Story script (ST-Bench format).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    story_paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="STORY.json...", help="Story script(s) (ST-Bench format); several (or folders): one run each."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (several stories: OUT/<story name>/).")],
     model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = DEFAULT_MODEL,
     lora: Annotated[
         str | None, typer.Option(help="StoryMem LoRA folder, file or hub id (default: the preset's).")
@@ -173,49 +179,58 @@ def generate(
     preview: PreviewOption = None,
     sigma_grid: SigmaGridOption = None,
     keyframe_clip: KeyframeClipOption = None,
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Generate a multi-shot story video with memory into a run folder (resumable)."""
     import time
 
     from .distributed.context_parallel import launched
     from .distributed.lockstep import lead_or_follow
+    from .eval.bench import Job, find_stories, generate_jobs
 
-    story = load_story(story_path)
+    _check_workers(workers, ray_address)
     refs = [str(p.resolve()) for p in references] if references else None
     for ref in refs or []:
         if not Path(ref).is_file():
             raise InputError(f"{ref}: reference image not found")
+    settings = dict(
+        variant=variant, references=refs, max_memory=max_memory, sink=sink, seed=seed, steps=steps, frames=frames,
+        height=height, width=width, quality=quality, aesthetic_head=aesthetic_head, lora=lora,
+        sigma_grid=sigma_grid, keyframe_clip=keyframe_clip,
+    )  # fmt: skip
+    method = "independent" if no_memory else method
     start = time.perf_counter()
-    pipe = _pipeline(
-        model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, preview=preview,
+    build = functools.partial(
+        _pipeline, model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, preview=preview,
         memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid, split_shots=True,
     )  # fmt: skip
+    if len(story_paths) > 1 or story_paths[0].is_dir() or workers is not None:
+        if overwrite:
+            raise InputError(
+                "--overwrite works on one story; with several, existing runs continue: delete a run's folder to start it over"
+            )
+        stories = {name: load_story(path) for name, path in find_stories(story_paths).items()}
+        jobs = [Job(name, story, method, out / name, settings) for name, story in stories.items()]
+
+        def serially(pipe):
+            with lead_or_follow(pipe, launched()) as leading:
+                return generate_jobs(pipe, jobs) if leading else None
+
+        generated = _generate_jobs(build, jobs, workers, ray_address, model, serially)
+        if generated is not None:
+            print(f"{len(jobs)} stories ({generated} shots generated) in {time.perf_counter() - start:.1f}s: {out}")
+        return
+
+    story_path = story_paths[0]
+    story = load_story(story_path)
+    pipe = build()
     pipe.set_progress_bar_config(leave=False, desc="steps")
     with lead_or_follow(pipe, launched()) as leading:
         if not leading:
             return
         try:
-            result = pipe.generate_story(
-                story,
-                out,
-                resume=resume,
-                overwrite=overwrite,
-                variant=variant,
-                references=refs,
-                max_memory=max_memory,
-                sink=sink,
-                seed=seed,
-                steps=steps,
-                frames=frames,
-                height=height,
-                width=width,
-                quality=quality,
-                method="independent" if no_memory else method,
-                aesthetic_head=aesthetic_head,
-                lora=lora,
-                sigma_grid=sigma_grid,
-                keyframe_clip=keyframe_clip,
-            )
+            result = pipe.generate_story(story, out, resume=resume, overwrite=overwrite, method=method, **settings)
         except KeyboardInterrupt:
             sys.stderr.write(
                 f"interrupted; completed shots are kept. Continue with: storymem generate {story_path} --out {out} --resume (and the same options)\n"
@@ -285,6 +300,43 @@ def shot(
         )
         write_video(video, out, fps=pipe.preset.fps)
         print(f"wrote {out} ({len(video)} frames, {video[0].width}x{video[0].height})")
+
+
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="Run this many stories at once as Ray tasks (one GPU each; one CPU core for toy/tiny)."),
+]
+RayAddressOption = Annotated[
+    str | None, typer.Option(help="Join this Ray cluster (e.g. ray://head:10001) instead of starting a local one.")
+]
+
+
+def _check_workers(workers: int | None, ray_address: str | None) -> None:
+    from .distributed.context_parallel import launched
+
+    if workers is not None and launched():
+        raise InputError("--workers starts its own processes; run it as one process, not under torchrun")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    if ray_address and workers is None:
+        raise InputError("--ray-address needs --workers N (how many runs at once)")
+
+
+def _generate_jobs(build, jobs, workers, ray_address, model, serially) -> int:
+    """Shots generated: by Ray tasks with --workers, else `serially(pipe)` in this process."""
+    from .models.presets import get_preset
+
+    if workers is None:
+        pipe = build()
+        pipe.set_progress_bar_config(disable=True)
+        return serially(pipe)
+    import torch
+
+    from .distributed.workers import run_jobs
+
+    _choose_threads(model, torch.device(_device()))  # the report is computed here, as in a serial run
+    gpu = get_preset(model).build is None
+    return run_jobs(build, repr(build), jobs, workers, ray_address, gpu=gpu)
 
 
 def _choose_threads(model: str, device) -> None:
@@ -376,38 +428,29 @@ def bench(
     preview: PreviewOption = None,
     sigma_grid: SigmaGridOption = None,
     keyframe_clip: KeyframeClipOption = None,
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Generate every story with every method (resumable), evaluate, and write the report."""
     from .eval import load_evaluators
-    from .eval.bench import find_stories, parse_methods, run_bench
+    from .eval.bench import bench_jobs, generate_jobs, parse_methods, report_bench
 
     chosen = parse_methods(methods)
-    for path in find_stories(stories).values():  # fail on a bad script before loading models
-        load_story(path)
+    _check_workers(workers, ray_address)
+    jobs = bench_jobs(  # every script is checked before models load
+        stories, chosen, out, seed=seed, steps=steps, frames=frames, variant=variant, lora=lora,
+        sigma_grid=sigma_grid, keyframe_clip=keyframe_clip,
+    )  # fmt: skip
     video_text, aesthetic = load_evaluators(extractor, model, viclip and str(viclip), aesthetic_head, _device())
-    pipe = _pipeline(
-        model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, preview=preview,
+    build = functools.partial(
+        _pipeline, model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, preview=preview,
         memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid,
     )  # fmt: skip
-    pipe.set_progress_bar_config(disable=True)
-    result = run_bench(
-        pipe,
-        stories,
-        chosen,
-        out,
-        video_text,
-        aesthetic,
-        seed=seed,
-        steps=steps,
-        frames=frames,
-        variant=variant,
-        lora=lora,
-        sigma_grid=sigma_grid,
-        keyframe_clip=keyframe_clip,
-    )
+    generated = _generate_jobs(build, jobs, workers, ray_address, model, lambda pipe: generate_jobs(pipe, jobs))
+    files, _, evaluated = report_bench(jobs, out, model, video_text, aesthetic)
     print((out / "results.md").read_text())
     print(
-        f"{result.generated} shots generated, {result.evaluated} runs evaluated; "
+        f"{generated} shots generated, {evaluated} runs evaluated; "
         f"wrote {out / 'results.md'}, results.csv, results.json, metrics.png, heatmaps/"
     )
 

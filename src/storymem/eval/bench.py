@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..files import write_json
 from ..rundir import RunDirectory
 from ..runner import METHODS
-from ..story import load_story
+from ..story import Story, load_story
 from .metrics import evaluate_run
 from .report import write_reports
 
@@ -83,6 +83,71 @@ def cached_evaluation(run_dir: Path, extractor, aesthetic, extra=None) -> tuple[
     return metrics, True
 
 
+@dataclass(frozen=True)
+class Job:
+    """One (story, method) run of a benchmark (or one story of `generate` over several files)."""
+
+    name: str
+    story: Story
+    method: str
+    run_dir: Path
+    settings: dict  # RunSettings fields shared by every job
+
+
+def bench_jobs(sources: list[Path], methods: list[str], out: Path, **settings) -> list[Job]:
+    """Every story x every method, method by method (a baseline switches the LoRA off once).
+    Every script is checked before any work."""
+    loaded = {name: load_story(path) for name, path in find_stories(sources).items()}
+    return [
+        Job(name, story, method, Path(out) / "runs" / name / method, settings)
+        for method in methods
+        for name, story in loaded.items()
+    ]
+
+
+def run_job(pipe, job: Job, release_t2v: bool = False):
+    """Generate (or resume, or skip if finished) one job's run folder."""
+    resume = (job.run_dir / "state.json").is_file()
+    return pipe.generate_story(
+        job.story, job.run_dir, resume=resume, progress=False, method=job.method, release_t2v=release_t2v,
+        **job.settings,
+    )  # fmt: skip
+
+
+def generate_jobs(pipe, jobs: list[Job], progress: bool = True) -> int:
+    """The jobs one after another in this process; returns the shots generated."""
+    generated = 0
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+    for method in dict.fromkeys(job.method for job in jobs):
+        with contextlib.nullcontext() if method == "storymem" else pipe.lora_disabled():
+            for job in (j for j in jobs if j.method == method):
+                bar.set_postfix_str(f"{job.name}/{method}")
+                generated += run_job(pipe, job).generated
+                bar.update(1)
+    bar.close()
+    return generated
+
+
+def report_bench(jobs: list[Job], out: Path, model: str, extractor, aesthetic=None, extra=None) -> tuple:
+    """Evaluate every finished run (cached) and write the reports: (files, summary, evaluated)."""
+    results: dict[str, dict[str, dict]] = {}
+    evaluated = 0
+    for job in jobs:
+        metrics, fresh = cached_evaluation(job.run_dir, extractor, aesthetic, extra)
+        evaluated += fresh
+        results.setdefault(job.name, {})[job.method] = metrics
+    notes = {
+        "extractor": extractor.name,
+        "aesthetic": aesthetic.name if aesthetic is not None else "not measured",
+        "model": model,
+        **{k: v for k, v in jobs[0].settings.items() if v is not None},
+    }
+    methods = list(dict.fromkeys(job.method for job in jobs))
+    files = write_reports(results, methods, Path(out), notes)
+    summary = json.loads(files["json"].read_text())["mean"]
+    return files, summary, evaluated
+
+
 def run_bench(
     pipe,
     sources: list[Path],
@@ -95,34 +160,7 @@ def run_bench(
     **settings,
 ) -> BenchResult:
     """settings: RunSettings fields shared by every run (seed, steps, frames, variant, ...)."""
-    stories = find_stories(sources)
-    loaded = {name: load_story(path) for name, path in stories.items()}  # every script checked before any work
-    out = Path(out)
-    results: dict[str, dict[str, dict]] = {}
-    generated = evaluated = 0
-    bar = tqdm(total=len(loaded) * len(methods), desc="bench", unit="run", disable=not progress)
-    for method in methods:
-        # Method by method: a baseline switches the LoRA off (unmerges it) once, not per story.
-        with contextlib.nullcontext() if method == "storymem" else pipe.lora_disabled():
-            for name, story in loaded.items():
-                bar.set_postfix_str(f"{name}/{method}")
-                run_dir = out / "runs" / name / method
-                resume = (run_dir / "state.json").is_file()
-                result = pipe.generate_story(
-                    story, run_dir, resume=resume, progress=False, method=method, release_t2v=False, **settings
-                )
-                generated += result.generated
-                metrics, fresh = cached_evaluation(run_dir, extractor, aesthetic, extra)
-                evaluated += fresh
-                results.setdefault(name, {})[method] = metrics
-                bar.update(1)
-    bar.close()
-    notes = {
-        "extractor": extractor.name,
-        "aesthetic": aesthetic.name if aesthetic is not None else "not measured",
-        "model": pipe.preset.name,
-        **{k: v for k, v in settings.items() if v is not None},
-    }
-    files = write_reports(results, methods, out, notes)
-    summary = json.loads(files["json"].read_text())["mean"]
-    return BenchResult(out, files, summary, generated, evaluated)
+    jobs = bench_jobs(sources, methods, out, **settings)
+    generated = generate_jobs(pipe, jobs, progress)
+    files, summary, evaluated = report_bench(jobs, out, pipe.preset.name, extractor, aesthetic, extra)
+    return BenchResult(Path(out), files, summary, generated, evaluated)
