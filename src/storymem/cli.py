@@ -455,6 +455,53 @@ def bench(
     )
 
 
+@app.command("app")
+def app_command(
+    host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    runs: Annotated[Path, typer.Option(help="Folder holding the app's run folders (CLI runs there show too).")] = Path(
+        "runs"
+    ),
+    stories: Annotated[
+        list[Path] | None, typer.Option(help="Story scripts or folders offered in the editor (e.g. ST-Bench); repeat.")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Default model preset.")] = DEFAULT_MODEL,
+    lora: Annotated[str | None, typer.Option(help="StoryMem LoRA (default: the preset's).")] = None,
+    i2v: I2vOption = None,
+    t2v: T2vOption = None,
+    memory_mode: MemoryModeOption = "auto",
+    compile: CompileOption = False,
+    attention: AttentionOption = None,
+    preview: PreviewOption = None,
+    seed: int = 0,
+    steps: Annotated[int | None, typer.Option(help="Default denoising steps (default: the preset's).")] = None,
+) -> None:
+    """A web app: write a story, watch it being made shot by shot, see the memory, reopen runs."""
+    try:
+        from .app.jobs import Generator
+        from .app.ui import CSS, build_app
+    except ImportError as e:
+        raise InputError(f"storymem app needs {e.name}: pip install 'storymem[app]'") from None
+    from .eval.bench import find_stories
+    from .models.presets import get_preset
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    get_preset(model)
+    examples = {}
+    bundled = Path(__file__).resolve().parents[2] / "examples"
+    for source in ([bundled] if bundled.is_dir() else []) + list(stories or []):
+        examples.update({name: path for name, path in find_stories([source]).items()})
+    build = functools.partial(_pipeline, lora=lora, i2v=i2v, t2v=t2v, compile=compile, attention=attention)
+    defaults = {"model": model, "memory_mode": memory_mode, "preview": str(preview) if preview else "",
+                "seed": seed, "steps": steps}  # fmt: skip
+    runs.mkdir(parents=True, exist_ok=True)
+    page = build_app(Generator(build), runs, examples, defaults)
+    try:
+        page.queue(default_concurrency_limit=4).launch(server_name=host, server_port=port, css=CSS, show_error=True)
+    except OSError as e:  # the port is taken, or the address is not ours
+        raise InputError(f"--host {host} --port {port}: cannot serve there ({e})") from None
+
+
 train_app = typer.Typer(
     help="Fine-tune the StoryMem M2V LoRA on your clips (accelerate + peft); `train cache` precomputes latents.",
     invoke_without_command=True,

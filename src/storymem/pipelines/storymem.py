@@ -156,6 +156,7 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         self._attention: str | None = None
         self._context_parallel = 1  # ranks each shot is split over (torchrun)
         self.lockstep = None  # rank 0 of a torchrun launch: tells the other ranks each shot
+        self.on_step = None  # called with (step, steps) after each denoising step (the web app's bar)
         self.last_shot_timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ construction
@@ -746,6 +747,8 @@ class StoryMemPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     "values?) or the settings are broken; nothing was saved for this shot"
                 )
             latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
+            if self.on_step is not None:
+                self.on_step(step + 1, len(scheduler.timesteps))
         return latents
 
 

@@ -1,0 +1,1 @@
+"""The web app (`storymem app`): a thin Gradio face over the runner, the run folder and eval."""

@@ -1,0 +1,309 @@
+"""The page: Story (edit a script), Run (make it and watch), Runs (reopen, resume, compare, eval).
+
+Everything shown of a run is read back from its run folder every second (`views.run_view`), so a
+run started in another tab, by the CLI, or before a restart looks the same. Generation goes
+through one queue per app process (`jobs.Generator`).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from ..errors import StoryMemError
+from ..models.presets import PRESETS
+from ..story import load_story
+from .editor import COLUMNS, check_rows, rows_to_data, story_to_rows
+from .jobs import Generator, Job
+from .views import list_runs, run_view
+
+MEMORY_MODES = ["auto", "resident", "fp8", "group-offload", "model-offload"]
+
+
+def _bar(label: str, done: int, total: int) -> str:
+    share = 100 * done / total if total else 0
+    return (
+        f'<div class="sm-bar"><span>{label} {done} / {total}</span>'
+        f'<div class="sm-track"><div class="sm-fill" style="width:{share:.0f}%"></div></div></div>'
+    )
+
+
+CSS = """
+.sm-bar { margin: 4px 0; } .sm-bar span { font-size: 0.9em; }
+.sm-track { background: #e5e7eb; border-radius: 4px; height: 10px; }
+.sm-fill { background: #6366f1; border-radius: 4px; height: 10px; }
+#shot-error, #story-errors { color: #b91c1c; }
+"""
+
+
+def build_app(generator: Generator, runs_root: Path, examples: dict[str, Path], defaults: dict) -> gr.Blocks:
+    """defaults: model, memory_mode, preview, seed, steps (the `storymem app` flags)."""
+    runs_root = Path(runs_root)
+
+    def load_example(name):
+        if not name or name not in examples:
+            return gr.update(), gr.update(), gr.update(), "choose an example or an ST-Bench script first"
+        return _load(examples[name])
+
+    def load_upload(file):
+        if file is None:
+            return gr.update(), gr.update(), gr.update(), ""
+        return _load(Path(file))
+
+    def _load(path: Path):
+        try:
+            story = load_story(path)
+        except StoryMemError as e:
+            return gr.update(), gr.update(), gr.update(), str(e)
+        name = story.story_name or path.stem
+        return story_to_rows(story), story.story_overview or "", name, ""
+
+    def rows_of(table) -> list[list]:
+        values = table.values.tolist() if hasattr(table, "values") else list(table or [])
+        return [list(r) for r in values if any(str(v).strip() not in ("", "nan", "None") for v in r)]
+
+    def validate(table, overview):
+        return check_rows(rows_of(table), overview)[1]
+
+    def pick_shot(table, number):
+        rows = rows_of(table)
+        i = int(number or 1) - 1
+        if not 0 <= i < len(rows):
+            return gr.update(), gr.update(), f"shot {number}: there are {len(rows)} shots"
+        return rows[i][1], bool(rows[i][2]), ""
+
+    def apply_shot(table, overview, number, prompt, cut):
+        rows = rows_of(table)
+        i = int(number or 1) - 1
+        if not 0 <= i < len(rows):
+            return gr.update(), f"shot {number}: there are {len(rows)} shots", gr.update()
+        edited = [r[:] for r in rows]
+        edited[i][1], edited[i][2] = prompt, cut
+        story, error = check_rows(edited, overview)
+        if story is None and error.startswith(f"shot {i + 1}, "):
+            return gr.update(), error, error  # refused: the field's own error, beside it
+        return edited, "", error
+
+    def add_shot(table, number):
+        rows = rows_of(table)
+        scene = rows[-1][0] if rows else 1
+        rows.insert(int(number or len(rows)), [scene, "", True])
+        return rows
+
+    def remove_shot(table, number):
+        rows = rows_of(table)
+        i = int(number or 1) - 1
+        if 0 <= i < len(rows):
+            rows.pop(i)
+        return rows
+
+    def move_up(table, number):
+        rows = rows_of(table)
+        i = int(number or 1) - 1
+        if 1 <= i < len(rows):
+            rows[i - 1], rows[i] = rows[i], rows[i - 1]
+            return rows, i
+        return rows, number
+
+    def save_story(table, overview, name):
+        data = rows_to_data(rows_of(table), overview, name or "")
+        folder = Path(tempfile.mkdtemp(prefix="storymem-story-"))
+        path = folder / f"{(name or 'story').strip().replace('/', '_') or 'story'}.json"
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return str(path)
+
+    def start(table, overview, name, references, model, memory_mode, preview, seed, steps, run_name):
+        story, error = check_rows(rows_of(table), overview)
+        if story is None:
+            return gr.update(), f"error: {error}"
+        run_name = (run_name or name or "story").strip()
+        run_dir = (runs_root / run_name).resolve()
+        if runs_root.resolve() not in run_dir.parents:
+            return gr.update(), f"error: run name {run_name!r}: must be a folder name inside {runs_root}"
+        if (run_dir / "state.json").is_file():
+            return (
+                gr.update(),
+                f"error: {run_dir}: a run of that name exists; open it in Runs to resume it, or choose another name",
+            )
+        settings = {"seed": int(seed or 0), "steps": int(steps) if steps else None}
+        if references:
+            settings["references"] = [str(Path(f)) for f in references]
+        job = Job(run_dir, story, settings, _model(model, memory_mode, preview))
+        generator.submit(job)
+        return str(run_dir), f"submitted: {run_dir}"
+
+    def _model(model, memory_mode, preview) -> dict:
+        return {"model": model, "memory_mode": memory_mode, "preview": Path(preview) if preview else None}
+
+    def resume(run, model, memory_mode, preview):
+        if not run:
+            return "error: open a run first"
+        run_dir = Path(run)
+        try:
+            story = load_story(run_dir / "story.json")
+        except StoryMemError as e:
+            return f"error: {e}"
+        saved = json.loads((run_dir / "state.json").read_text()).get("settings", {})
+        # the run's own settings (a resume with others is refused); the pipeline is built for them
+        settings = {k: v for k, v in saved.items() if k not in ("story_sha", "model", "preview")}
+        model_settings = _model(saved.get("model", model), memory_mode, saved.get("preview") or preview)
+        generator.submit(Job(run_dir, story, settings, model_settings, resume=True))
+        return f"submitted: resume {run_dir}"
+
+    def refresh(run):
+        if not run:
+            return ("", gr.update(), gr.update(), gr.update(), gr.update(), gr.update())
+        run_dir = Path(run)
+        view = run_view(run_dir)
+        job = generator.job_for(run_dir)
+        bars = _bar("shots", view["completed"], view["total"])
+        if job is not None and job.status == "running" and job.steps:
+            bars += _bar("steps of this shot", job.step, job.steps)
+        if job is not None and job.status == "failed":
+            status = f"error: {job.error}"
+        elif job is not None and job.status in ("queued", "running"):
+            status = f"{job.status}: {run_dir.name}"
+        elif view["finished"]:
+            status = f"finished: {run_dir.name} ({view['total']} shots)"
+        else:
+            status = f"interrupted: {run_dir.name} ({view['completed']} of {view['total']} shots); resume it"
+        files = [p for p in (view["video"], view["storyboard"]) if p] + [v for v, _ in view["shots"]]
+        return (
+            f'<div id="run-status-text">{status}</div>' + bars,
+            view["shots"],
+            view["memory"],
+            view["storyboard"],
+            view["video"],
+            files or None,
+        )
+
+    def runs_choices():
+        return gr.update(choices=list_runs(runs_root))
+
+    def open_run(name):
+        if not name:
+            return gr.update(), gr.update(), "error: choose a run"
+        return str((runs_root / name).resolve()), gr.Tabs(selected="run"), ""
+
+    def evaluate(run):
+        if not run:
+            return None, "error: open a run first"
+        from ..eval import load_evaluators
+        from ..eval.bench import cached_evaluation
+        from ..eval.report import metric_keys
+
+        try:
+            model = json.loads((Path(run) / "state.json").read_text())["settings"].get("model")
+            video_text, aesthetic = load_evaluators("auto", model, None, "auto")
+            metrics, _ = cached_evaluation(Path(run), video_text, aesthetic)
+        except (StoryMemError, OSError, ValueError, KeyError) as e:
+            return None, f"error: {e}"
+        keys = metric_keys({"run": {"run": metrics}})
+        return [[k, metrics.get(k)] for k in keys], ""
+
+    def compare(a, b):
+        views = [run_view(runs_root / name) if name else None for name in (a, b)]
+        return tuple(v["video"] if v else None for v in views)
+
+    with gr.Blocks(title="storymem") as app:
+        gr.Markdown("# storymem\nWrite a story, one prompt per shot; each shot remembers the earlier ones.")
+        current = gr.State("")
+        with gr.Tabs(selected="story") as tabs:
+            with gr.Tab("Story", id="story"):
+                with gr.Row():
+                    example = gr.Dropdown(list(examples), label="Example or ST-Bench script", elem_id="example")
+                    load = gr.Button("Load", elem_id="load-example")
+                    upload = gr.File(label="or upload a story (.json)", file_types=[".json"], elem_id="upload")
+                with gr.Row():
+                    name = gr.Textbox(label="Story name", elem_id="story-name")
+                    overview = gr.Textbox(label="Overview", elem_id="overview")
+                table = gr.Dataframe(
+                    headers=COLUMNS, datatype=["number", "str", "bool"], column_count=(3, "fixed"),
+                    row_count=(1, "dynamic"), interactive=True, wrap=True, label="Shots (cut: a new camera set-up; "
+                    "unticked: continue the previous shot)", elem_id="shots-table",
+                )  # fmt: skip
+                story_errors = gr.Markdown(elem_id="story-errors")
+                with gr.Row():
+                    number = gr.Number(1, precision=0, minimum=1, label="Shot", elem_id="shot-number", scale=0)
+                    with gr.Column(scale=4):
+                        prompt = gr.Textbox(label="Prompt of this shot", elem_id="shot-prompt")
+                        shot_error = gr.Markdown(elem_id="shot-error")
+                    cut = gr.Checkbox(True, label="cut", elem_id="shot-cut", scale=0)
+                with gr.Row():
+                    apply = gr.Button("Apply to shot", elem_id="apply-shot")
+                    add = gr.Button("Add shot after", elem_id="add-shot")
+                    remove = gr.Button("Remove shot", elem_id="remove-shot")
+                    up = gr.Button("Move shot up", elem_id="move-up")
+                    save = gr.Button("Save as JSON", elem_id="save-story")
+                saved = gr.File(label="Saved story", elem_id="saved-story")
+                references = gr.File(
+                    label="Reference images (optional: the first memory, MR2V)", file_count="multiple",
+                    file_types=["image"], elem_id="references",
+                )  # fmt: skip
+            with gr.Tab("Run", id="run"):
+                with gr.Row():
+                    model = gr.Dropdown(list(PRESETS), value=defaults["model"], label="Model", elem_id="model")
+                    memory_mode = gr.Dropdown(MEMORY_MODES, value=defaults["memory_mode"], label="Memory mode")
+                    preview = gr.Textbox(defaults.get("preview") or "", label="Preview LoRA folder (optional)")
+                    seed = gr.Number(defaults.get("seed", 0), precision=0, label="Seed")
+                    steps = gr.Number(
+                        defaults.get("steps") or 0, precision=0, minimum=0, label="Steps (0: the model's)"
+                    )
+                with gr.Row():
+                    run_name = gr.Textbox(label=f"Run folder name (inside {runs_root})", elem_id="run-name")
+                    start_button = gr.Button("Generate", variant="primary", elem_id="start")
+                    resume_button = gr.Button("Resume this run", elem_id="resume")
+                status = gr.HTML(elem_id="run-status")
+                message = gr.Markdown(elem_id="run-message")
+                shots = gr.Gallery(
+                    label="Shots", columns=6, height=240, fit_columns=False, allow_preview=False, elem_id="shot-videos"
+                )
+                memory = gr.Gallery(label="Memory bank now (sink, then window)", columns=10, height=170, fit_columns=False,
+                                    allow_preview=False, elem_id="memory")  # fmt: skip
+                with gr.Row():
+                    storyboard = gr.Image(label="Storyboard", type="filepath", elem_id="storyboard")
+                    story_video = gr.Video(label="The story", elem_id="story-video")
+                downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads")
+            with gr.Tab("Runs", id="runs"):
+                with gr.Row():
+                    runs = gr.Dropdown(list_runs(runs_root), label=f"Run folders in {runs_root}", elem_id="runs-list")
+                    refresh_runs = gr.Button("Refresh", elem_id="refresh-runs")
+                    open_button = gr.Button("Open", elem_id="open-run")
+                runs_message = gr.Markdown(elem_id="runs-message")
+                with gr.Row():
+                    evaluate_button = gr.Button("Evaluate the open run", elem_id="evaluate")
+                metrics = gr.Dataframe(headers=["metric", "value"], label="storymem eval", elem_id="metrics")
+                gr.Markdown("Compare two runs side by side (e.g. the methods of a bench story)")
+                with gr.Row():
+                    left = gr.Dropdown(list_runs(runs_root), label="Left", elem_id="compare-left")
+                    right = gr.Dropdown(list_runs(runs_root), label="Right", elem_id="compare-right")
+                    compare_button = gr.Button("Compare", elem_id="compare")
+                with gr.Row(elem_id="compare-videos"):
+                    left_video = gr.Video(label="Left")
+                    right_video = gr.Video(label="Right")
+
+        load.click(load_example, example, [table, overview, name, story_errors])
+        upload.upload(load_upload, upload, [table, overview, name, story_errors])
+        table.change(validate, [table, overview], story_errors)
+        number.change(pick_shot, [table, number], [prompt, cut, shot_error])
+        apply.click(apply_shot, [table, overview, number, prompt, cut], [table, shot_error, story_errors])
+        add.click(add_shot, [table, number], table)
+        remove.click(remove_shot, [table, number], table)
+        up.click(move_up, [table, number], [table, number])
+        save.click(save_story, [table, overview, name], saved)
+        start_button.click(
+            start, [table, overview, name, references, model, memory_mode, preview, seed, steps, run_name],
+            [current, message],
+        )  # fmt: skip
+        resume_button.click(resume, [current, model, memory_mode, preview], message)
+        outputs = [status, shots, memory, storyboard, story_video, downloads]
+        gr.Timer(1.0).tick(refresh, current, outputs)
+        for dropdown in (runs, left, right):
+            refresh_runs.click(runs_choices, None, dropdown)
+        open_button.click(open_run, runs, [current, tabs, runs_message])
+        evaluate_button.click(evaluate, current, [metrics, runs_message])
+        compare_button.click(compare, [left, right], [left_video, right_video])
+    return app

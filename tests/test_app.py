@@ -1,0 +1,256 @@
+"""The web app in a real browser: headless Chromium driven by selenium (Debian's chromium and
+chromium-driver; `.ci/run` installs them and sets STORYMEM_REQUIRE_BROWSER=1). A failing test
+leaves a screenshot in the test's temporary folder and names it."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from storymem.app.editor import check_rows, rows_to_data, story_to_rows
+from storymem.app.views import list_runs, run_view
+from storymem.story import load_story
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "toy-tam.json"
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+# ---------------------------------------------------------------- pure parts (no browser)
+def test_rows_round_trip_and_errors_name_the_shot_and_field():
+    story = load_story(EXAMPLE)
+    rows = story_to_rows(story)
+    assert len(rows) == 6 and rows[2] == [1, "Tam jumps in the forest, close-up.", False]
+    again, error = check_rows(rows, story.story_overview)
+    assert error == "" and again.scenes == story.scenes
+    rows[4][1] = " \u200b "
+    assert check_rows(rows)[1] == "shot 5, prompt: must not be empty (it has no visible characters)"
+    rows[4][1], rows[0][2] = "x", False
+    assert check_rows(rows)[1].startswith("shot 1, cut: the first shot of a story must be a cut")
+    assert check_rows([])[1] == "the story has no shots; add one"
+    data = rows_to_data([[1, "a", True], [1, "b", "false"], [2, "c", True]], "o", "n")
+    assert data == {
+        "scenes": [
+            {"scene_num": 1, "video_prompts": ["a", "b"], "cut": [True, False]},
+            {"scene_num": 2, "video_prompts": ["c"], "cut": [True]},
+        ],
+        "story_overview": "o",
+        "story_name": "n",
+    }
+
+
+# ---------------------------------------------------------------- the app in a browser
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser_ready():
+    missing = [n for n, p in (("chromium", CHROMIUM), ("chromedriver", DRIVER)) if p is None]
+    try:
+        import gradio  # noqa: F401
+        import selenium  # noqa: F401
+    except ImportError as e:
+        missing.append(e.name)
+    if missing:
+        message = f"browser tests need {', '.join(missing)} (Debian: chromium chromium-driver; pip: the dev extra)"
+        if os.environ.get("STORYMEM_REQUIRE_BROWSER") == "1":
+            pytest.fail(message + "; CI requires them")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def app(browser_ready, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("app") / "runs"
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storymem.cli", "app", "--port", str(port), "--runs", str(runs), "--model", "toy"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            break
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.5)
+    yield url, runs
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@contextlib.contextmanager
+def browser(tmp_path, name):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1600", f"--user-data-dir={tmp_path / ('chrome-' + name)}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        yield driver
+    except BaseException:
+        shot = tmp_path / f"failure-{name}.png"
+        driver.save_screenshot(str(shot))
+        print(f"screenshot of the failure: {shot}")
+        raise
+    finally:
+        driver.quit()
+
+
+def wait_for(driver, condition, what, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with contextlib.suppress(Exception):
+            value = condition(driver)
+            if value:
+                return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def css(driver, selector):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def text_of(driver, element_id):
+    return css(driver, f"#{element_id}")[0].text
+
+
+def field(driver, element_id):
+    return css(driver, f"#{element_id} input, #{element_id} textarea")[0]
+
+
+def clear(element):
+    """Empty a field the way a person does (a plain .clear() fires no input event for the page)."""
+    from selenium.webdriver.common.keys import Keys
+
+    element.send_keys(Keys.CONTROL, "a")
+    element.send_keys(Keys.DELETE)
+
+
+def click(driver, element_id):
+    css(driver, f"#{element_id}")[0].click()
+
+
+def tab(driver, label):
+    [b for b in css(driver, "button[role=tab]") if b.text.strip() == label][0].click()
+
+
+def choose(driver, element_id, option):
+    field(driver, element_id).click()
+    wait_for(driver, lambda d: css(d, f'#{element_id} li[role=option][aria-label="{option}"]'), option)[0].click()
+
+
+def test_load_run_watch_and_edit(app, tmp_path):
+    url, runs = app
+    with browser(tmp_path, "run") as driver:
+        driver.get(url)
+        wait_for(driver, lambda d: css(d, "#example input"), "the page")
+        choose(driver, "example", "toy-tam")
+        click(driver, "load-example")
+        wait_for(driver, lambda d: "purple striped square" in text_of(d, "shots-table"), "the story in the table")
+        assert field(driver, "story-name").get_attribute("value") == "toy-tam"
+
+        tab(driver, "Run")
+        field(driver, "run-name").send_keys("tam")
+        click(driver, "start")
+        wait_for(driver, lambda d: "finished: tam (6 shots)" in text_of(d, "run-status"), "the run to finish")
+        wait_for(driver, lambda d: len(css(d, "#shot-videos video")) == 6, "six shot videos")
+        state = json.loads((runs / "tam" / "state.json").read_text())
+        keyframes = len(state["memory"]["sink_keyframes"]) + len(state["memory"]["window_keyframes"])
+        assert keyframes >= 1
+        wait_for(driver, lambda d: len(css(d, "#memory img")) == keyframes, "the memory thumbnails")
+        captions = text_of(driver, "memory")
+        assert "sink · shot 01_01, frame" in captions
+        wait_for(driver, lambda d: css(d, "#storyboard img"), "the storyboard")
+        wait_for(driver, lambda d: css(d, "#story-video video"), "the story video")
+        assert "shots 6 / 6" in text_of(driver, "run-status")
+        if os.environ.get("STORYMEM_APP_SCREENSHOT"):  # the README's picture
+            driver.set_window_size(1400, 1250)
+            driver.save_screenshot(os.environ["STORYMEM_APP_SCREENSHOT"])
+
+        # a prompt edited to empty: refused, with the error beside the prompt
+        tab(driver, "Story")
+        number = field(driver, "shot-number")
+        clear(number)
+        number.send_keys("2")
+        wait_for(driver, lambda d: field(d, "shot-prompt").get_attribute("value") == "Tam walks in the forest, close-up.",
+                 "shot 2 in the editor")  # fmt: skip
+        clear(field(driver, "shot-prompt"))
+        click(driver, "apply-shot")
+        wait_for(driver, lambda d: "shot 2, prompt: must not be empty" in text_of(d, "shot-error"), "the error")
+        assert "Tam walks in the forest, close-up." in text_of(driver, "shots-table")  # not applied
+
+        # and a bad run name is one line in the page, with nothing started
+        tab(driver, "Run")
+        clear(field(driver, "run-name"))
+        field(driver, "run-name").send_keys("../outside")
+        click(driver, "start")
+        wait_for(driver, lambda d: "must be a folder name inside" in text_of(d, "run-message"), "the refusal")
+    assert list_runs(runs) == ["tam"]
+
+
+def test_reopen_an_interrupted_run_resume_it_and_close_the_tab(app, tmp_path):
+    url, runs = app
+    out = runs / "killed"
+    args = [sys.executable, "-m", "storymem.cli", "generate", EXAMPLE, "--out", out, "--model", "toy", "--steps", "40"]
+    proc = subprocess.Popen(list(map(str, args)), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_for(None, lambda _: len(run_view(out)["shots"]) >= 2, "two shots of the CLI run", timeout=240)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in (out / "shots").glob("*.mp4")}
+    assert 2 <= len(done) < 6
+
+    with browser(tmp_path, "resume") as driver:
+        driver.get(url)
+        wait_for(driver, lambda d: css(d, "#example input"), "the page")
+        tab(driver, "Runs")
+        click(driver, "refresh-runs")
+        choose(driver, "runs-list", "killed")
+        click(driver, "open-run")
+        wait_for(driver, lambda d: "interrupted: killed" in text_of(d, "run-status"), "the interrupted run")
+        assert len(css(driver, "#shot-videos video")) == len(done)
+        click(driver, "resume")
+        wait_for(driver, lambda d: "running" in text_of(d, "run-status") or "queued" in text_of(d, "run-status"),
+                 "the resumed run")  # fmt: skip
+    # the tab is closed; the run goes on in the app
+    wait_for(None, lambda _: run_view(out)["finished"], "the run to finish without a browser", timeout=240)
+    assert {p: (out / "shots" / p).stat().st_mtime_ns for p in done} == done  # not made again
+    with browser(tmp_path, "reopen") as driver:
+        driver.get(url)
+        wait_for(driver, lambda d: css(d, "#example input"), "the page")
+        tab(driver, "Runs")
+        click(driver, "refresh-runs")
+        choose(driver, "runs-list", "killed")
+        click(driver, "open-run")
+        wait_for(driver, lambda d: "finished: killed (6 shots)" in text_of(d, "run-status"), "the finished run")
+        wait_for(driver, lambda d: len(css(d, "#shot-videos video")) == 6, "six shot videos")
+        tab(driver, "Runs")
+        click(driver, "evaluate")
+        wait_for(driver, lambda d: "identity" in text_of(d, "metrics"), "the eval table with identity")
+        choose(driver, "compare-left", "killed")
+        choose(driver, "compare-right", "killed")
+        click(driver, "compare")
+        wait_for(driver, lambda d: len(css(d, "#compare-videos video")) == 2, "two videos side by side")
