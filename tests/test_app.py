@@ -254,3 +254,10 @@ def test_reopen_an_interrupted_run_resume_it_and_close_the_tab(app, tmp_path):
         choose(driver, "compare-right", "killed")
         click(driver, "compare")
         wait_for(driver, lambda d: len(css(d, "#compare-videos video")) == 2, "two videos side by side")
+
+
+def test_step_callback_reports_every_step(tiny_pipe):
+    seen = []
+    tiny_pipe.on_step = lambda step, steps: seen.append((step, steps))
+    tiny_pipe.generate_shot("a fox", seed=0, num_inference_steps=3, output_type="latent")
+    assert seen == [(1, 3), (2, 3), (3, 3)]
