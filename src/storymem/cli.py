@@ -179,6 +179,7 @@ def generate(
     preview: PreviewOption = None,
     sigma_grid: SigmaGridOption = None,
     keyframe_clip: KeyframeClipOption = None,
+    memory_policy: MemoryPolicyOption = "official",
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
 ) -> None:
@@ -197,7 +198,7 @@ def generate(
     settings = dict(
         variant=variant, references=refs, max_memory=max_memory, sink=sink, seed=seed, steps=steps, frames=frames,
         height=height, width=width, quality=quality, aesthetic_head=aesthetic_head, lora=lora,
-        sigma_grid=sigma_grid, keyframe_clip=keyframe_clip,
+        sigma_grid=sigma_grid, keyframe_clip=keyframe_clip, memory_policy=memory_policy,
     )  # fmt: skip
     method = "independent" if no_memory else method
     start = time.perf_counter()
@@ -302,6 +303,13 @@ def shot(
         print(f"wrote {out} ({len(video)} frames, {video[0].width}x{video[0].height})")
 
 
+MemoryPolicyOption = Annotated[
+    str,
+    typer.Option(
+        help="official (sink + latest keyframes) or entity (sink + the keyframes of the characters a shot names; "
+        "needs the story's characters list)."
+    ),
+]
 WorkersOption = Annotated[
     int | None,
     typer.Option(help="Run this many stories at once as Ray tasks (one GPU each; one CPU core for toy/tiny)."),
@@ -428,6 +436,7 @@ def bench(
     preview: PreviewOption = None,
     sigma_grid: SigmaGridOption = None,
     keyframe_clip: KeyframeClipOption = None,
+    memory_policy: MemoryPolicyOption = "official",
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
 ) -> None:
@@ -439,7 +448,7 @@ def bench(
     _check_workers(workers, ray_address)
     jobs = bench_jobs(  # every script is checked before models load
         stories, chosen, out, seed=seed, steps=steps, frames=frames, variant=variant, lora=lora,
-        sigma_grid=sigma_grid, keyframe_clip=keyframe_clip,
+        sigma_grid=sigma_grid, keyframe_clip=keyframe_clip, memory_policy=memory_policy,
     )  # fmt: skip
     video_text, aesthetic = load_evaluators(extractor, model, viclip and str(viclip), aesthetic_head, _device())
     build = functools.partial(
@@ -604,6 +613,9 @@ def toy_stories(
     count: Annotated[int, typer.Option(help="How many stories.")] = 20,
     shots: Annotated[int, typer.Option(help="Shots per story (two scenes).")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the first story; story i uses seed + i.")] = 0,
+    characters: Annotated[
+        int, typer.Option(help="Characters per story (2 or more: each introduced in its own shot).")
+    ] = 1,
 ) -> None:
     """Write toy-world stories (ST-Bench format) for the built-in `toy` model and its benchmark."""
     from .files import write_json
@@ -611,6 +623,8 @@ def toy_stories(
 
     if count < 1 or shots < 2:
         raise InputError("--count must be at least 1 and --shots at least 2")
+    if not 1 <= characters <= 6 or (characters > 1 and shots <= characters):
+        raise InputError("--characters must be 1 to 6, with more --shots than characters")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     try:
@@ -618,7 +632,7 @@ def toy_stories(
     except OSError as e:
         raise InputError(f"--out {out}: cannot create the folder ({e.strerror})") from None
     for i in range(count):
-        story, _ = make_story(seed + i, num_shots=shots)
+        story, _ = make_story(seed + i, num_shots=shots, characters=characters)
         write_json(out / f"{story['story_name']}.json", story)
     print(f"wrote {count} toy stories to {out}; run them with: storymem bench {out} --model toy --out toy-bench")
 

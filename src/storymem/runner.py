@@ -29,6 +29,7 @@ from .conditioning import ShotMode, mode_for
 from .errors import InputError, StoryMemError
 from .files import write_json
 from .memory import Keyframe, MemoryBank, select_keyframes
+from .memory.entity import POLICIES, entity_memory, named_characters
 from .rundir import RunDirectory
 from .sampling import check_sigma_grid
 from .story import Shot, Story
@@ -64,6 +65,7 @@ class RunSettings:
     preview: str | None = None  # folder of step-distilled LoRAs (preview mode)
     sigma_grid: str | None = None  # None: the preset's
     keyframe_clip: str | None = None  # keyframe-selection CLIP (folder or hub id); None: the preset's
+    memory_policy: str = "official"  # or "entity": the keyframes of the characters a shot names
 
     def differences(self, saved: dict) -> list[str]:
         mine = asdict(self)
@@ -108,6 +110,7 @@ class StoryRunner:
         self.keyframe_clip = keyframe_clip
         self.release_t2v = release_t2v
         self._embeddings: dict[str, torch.Tensor] = {}  # keyframe file -> embedding
+        self._tags: dict[str, frozenset[str]] = {}  # shot name -> the characters it names
 
     def _embed(self, images) -> torch.Tensor:
         if self.embedder is None:
@@ -173,6 +176,7 @@ class StoryRunner:
         bar = tqdm(total=len(shots), initial=len(shots) - len(todo), desc="shots", unit="shot", disable=not progress)
         embeds = self._encode_prompts(todo, settings) if todo else {}
         ours = settings.method == "storymem"
+        self._tags = {s.name: named_characters(s.prompt, story.characters) for s in shots}
         # The chain baseline runs the plain experts: the LoRA is switched off once for the run.
         with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
             for shot in todo:
@@ -219,7 +223,7 @@ class StoryRunner:
         embeds: dict,
     ) -> dict:
         ours = settings.method == "storymem"
-        memory = bank.keyframes if ours else []
+        memory = self._memory_for(shot, bank, settings) if ours else []
         memory_images = [load_image(run.root / k.file) for k in memory]
         given_count = 0
         if previous is not None and ours and not shot.cut:
@@ -267,6 +271,11 @@ class StoryRunner:
             "timings": timings,  # inside generate_s: encode, place, denoise, decode
             "memory_mode": self.pipe.placement.mode if self.pipe.placement is not None else None,
         }
+
+    def _memory_for(self, shot: Shot, bank: MemoryBank, settings: RunSettings) -> list[Keyframe]:
+        if settings.memory_policy == "entity":
+            return entity_memory(bank, self._tags[shot.name], self._tags)
+        return bank.keyframes
 
     def _select(self, run: RunDirectory, shot: Shot, frames: list[PIL.Image.Image], bank: MemoryBank) -> list[Keyframe]:
         embeddings = self._embed(frames)
@@ -375,6 +384,12 @@ def generate_story(
         raise InputError(
             f"preview={run_settings.preview!r} but the pipeline's preview LoRAs are from {loaded_preview!r}; "
             "load them with from_preset(..., preview=DIR)"
+        )
+    if run_settings.memory_policy not in POLICIES:
+        raise InputError(f"memory policy must be one of {', '.join(POLICIES)}, got {run_settings.memory_policy!r}")
+    if run_settings.memory_policy == "entity" and not story.characters:
+        raise InputError(
+            'the entity memory policy needs the story\'s characters: add "characters": ["Name", ...] to the script'
         )
     if run_settings.references and run_settings.method != "storymem":
         raise InputError(f"reference images need memory; they cannot be used with the {run_settings.method} baseline")

@@ -57,6 +57,9 @@ class Story(BaseModel):
     story_overview: str = ""
     scenes: list[Scene] = Field(min_length=1)
     references: list[str] = []
+    # Names of the story's characters (ours, optional): a shot shows those its prompt names,
+    # which the entity-aware memory policy uses.
+    characters: list[str] = []
 
     @property
     def shots(self) -> list[Shot]:
@@ -145,6 +148,12 @@ def _check_semantics(story: Story) -> tuple[str, str] | None:
         for i, prompt in enumerate(scene.video_prompts):
             if not visible(prompt):
                 return f"{at}.video_prompts[{i}]", "must not be empty (it has no visible characters)"
+    names = [c.strip().lower() for c in story.characters]
+    for i, name in enumerate(names):
+        if not name or not visible(name):
+            return f"characters[{i}]", "must not be empty"
+        if name in names[:i]:
+            return f"characters[{i}]", f"{story.characters[i]!r} is listed twice"
     if not story.scenes[0].cut[0]:
         return (
             "scenes[0].cut[0]",

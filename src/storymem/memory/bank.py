@@ -20,8 +20,10 @@ class MemoryBank:
         self.max_memory, self.sink_size = max_memory, sink
         self.sink: list[Keyframe] = []
         self.window: list[Keyframe] = []
+        self.archive: list[Keyframe] = []  # every keyframe ever added (the entity policy chooses from it)
 
     def add(self, keyframe: Keyframe) -> None:
+        self.archive.append(keyframe)
         if len(self.sink) < self.sink_size:
             self.sink.append(keyframe)
             return
@@ -46,6 +48,7 @@ class MemoryBank:
             "sink": self.sink_size,
             "sink_keyframes": [asdict(k) for k in self.sink],
             "window_keyframes": [asdict(k) for k in self.window],
+            "archive_keyframes": [asdict(k) for k in self.archive],
         }
 
     @classmethod
@@ -53,4 +56,7 @@ class MemoryBank:
         bank = cls(state["max_memory"], state["sink"])
         bank.sink = [Keyframe(**k) for k in state["sink_keyframes"]]
         bank.window = [Keyframe(**k) for k in state["window_keyframes"]]
+        # runs saved before the archive existed: what the bank still holds
+        archive = state.get("archive_keyframes")
+        bank.archive = [Keyframe(**k) for k in archive] if archive is not None else bank.sink + bank.window
         return bank

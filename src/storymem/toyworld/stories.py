@@ -49,9 +49,13 @@ def parse_caption(text: str) -> ToyShot | None:
     return ToyShot(m["name"], m["action"], m["place"], "close-up" if m["closeup"] else "wide", look)
 
 
-def make_story(seed: int, num_shots: int = 6, p_continue: float = 0.3) -> tuple[dict, Look]:
-    """(an ST-Bench story dict, the character's look). Two scenes; continuations (cut false)
-    keep the place of the shot they continue."""
+def make_story(seed: int, num_shots: int = 6, p_continue: float = 0.3, characters: int = 1) -> tuple[dict, Look]:
+    """(an ST-Bench story dict, the first character's look). Two scenes; continuations (cut
+    false) keep the place (and character) of the shot they continue. With several characters,
+    the first shots introduce one each (distinct names, and looks that differ in colour), later
+    shots name one of them at random, and the story lists them under "characters"."""
+    if characters > 1:
+        return _story_with_characters(seed, num_shots, p_continue, characters)
     rng = np.random.default_rng(seed)
     look = ALL_LOOKS[rng.integers(len(ALL_LOOKS))]
     name = NAMES[rng.integers(len(NAMES))]
@@ -68,10 +72,37 @@ def make_story(seed: int, num_shots: int = 6, p_continue: float = 0.3) -> tuple[
         )
         shots.append(shot)
         cuts.append(bool(cut))
-    half = num_shots // 2
+    return _as_story(seed, shots, cuts, f"A day in the life of {name}."), look
+
+
+def _story_with_characters(seed: int, num_shots: int, p_continue: float, count: int) -> tuple[dict, Look]:
+    if not 2 <= count <= min(len(COLOURS), len(NAMES)) or num_shots < count + 1:
+        raise ValueError(f"need 2 to {min(len(COLOURS), len(NAMES))} characters and more shots than characters")
+    rng = np.random.default_rng(seed)
+    colours = [list(COLOURS)[i] for i in rng.permutation(len(COLOURS))[:count]]
+    looks = [
+        Look(SHAPES[rng.integers(len(SHAPES))], colour, PATTERNS[rng.integers(len(PATTERNS))]) for colour in colours
+    ]
+    names = [NAMES[i] for i in rng.permutation(len(NAMES))[:count]]
+    shots, cuts = [], []
+    for i in range(num_shots):
+        cut = i < count or i == num_shots // 2 or rng.random() >= p_continue
+        who = i if i < count else (names.index(shots[-1].name) if not cut else int(rng.integers(count)))
+        place = shots[-1].place if not cut else list(PLACES)[rng.integers(len(PLACES))]
+        look = looks[who] if i < count else None
+        shots.append(
+            ToyShot(names[who], ACTIONS[rng.integers(len(ACTIONS))], place, SHOTS[rng.integers(len(SHOTS))], look)
+        )
+        cuts.append(bool(cut))
+    story = _as_story(seed, shots, cuts, f"A day in the lives of {', '.join(names[:-1])} and {names[-1]}.")
+    story["characters"] = names
+    return story, looks[0]
+
+
+def _as_story(seed: int, shots: list[ToyShot], cuts: list[bool], overview: str) -> dict:
+    half = len(shots) // 2
     scenes = [
         {"scene_num": n + 1, "video_prompts": [s.caption() for s in part], "cut": c}
         for n, (part, c) in enumerate(((shots[:half], cuts[:half]), (shots[half:], cuts[half:])))
     ]
-    story = {"story_name": f"toy-{seed:04d}", "story_overview": f"A day in the life of {name}.", "scenes": scenes}
-    return story, look
+    return {"story_name": f"toy-{seed:04d}", "story_overview": overview, "scenes": scenes}

@@ -1,0 +1,133 @@
+"""Entity-aware memory (`--memory-policy entity`): keyframes tagged by the characters their shot
+names; a shot is conditioned on the sink plus its characters' most recent keyframes."""
+
+import json
+
+import pytest
+
+from storymem import StoryMemPipeline
+from storymem.errors import InputError, StoryError
+from storymem.memory import Keyframe, MemoryBank
+from storymem.memory.entity import entity_memory, named_characters
+from storymem.story import parse_story
+from storymem.toyworld import make_story, parse_caption
+
+
+def k(shot, frame=0):
+    return Keyframe(f"memory/{shot}_f{frame:03d}.png", shot, frame)
+
+
+def test_names_are_whole_words_in_any_case():
+    names = ["Pip", "Bo", "Ada Lee"]
+    assert named_characters("pip and BO meet.", names) == {"pip", "bo"}
+    assert named_characters("Pipo bows to Bob.", names) == frozenset()
+    assert named_characters("Ada Lee waves; Pip's hat.", names) == {"ada lee", "pip"}
+
+
+def test_a_shot_gets_the_sink_and_its_characters_latest_keyframes_oldest_first():
+    bank = MemoryBank(max_memory=4, sink=1)
+    shots = ["s1", "s2", "s3", "s4", "s5", "s6", "s7"]
+    tags = {"s1": {"a"}, "s2": {"b"}, "s3": {"a"}, "s4": {"b"}, "s5": {"a", "b"}, "s6": {"b"}, "s7": {"b"}}
+    tags = {s: frozenset(t) for s, t in tags.items()}
+    bank.extend(k(s) for s in shots)
+    assert bank.keyframes == [k("s1"), k("s5"), k("s6"), k("s7")]  # official: sink + window
+    # "a": sink s1, then a's keyframes after the sink (s3, s5), even s3, which the window has dropped
+    assert entity_memory(bank, frozenset({"a"}), tags) == [k("s1"), k("s3"), k("s5")]
+    # "b": the 3 most recent of s2, s4, s5, s6, s7
+    assert entity_memory(bank, frozenset({"b"}), tags) == [k("s1"), k("s5"), k("s6"), k("s7")]
+    # nobody named: the official memory; a character with no keyframes yet: the sink alone
+    assert entity_memory(bank, frozenset(), tags) == bank.keyframes
+    assert entity_memory(bank, frozenset({"c"}), tags) == [k("s1")]
+
+
+def test_the_archive_survives_a_resume_and_old_states_still_load():
+    bank = MemoryBank(max_memory=2, sink=1)
+    bank.extend(k(s) for s in ("s1", "s2", "s3", "s4"))
+    again = MemoryBank.from_state(json.loads(json.dumps(bank.state())))
+    assert again.archive == bank.archive == [k("s1"), k("s2"), k("s3"), k("s4")]
+    old = {key: v for key, v in bank.state().items() if key != "archive_keyframes"}
+    assert MemoryBank.from_state(old).archive == [k("s1"), k("s4")]
+
+
+def test_story_characters_are_checked():
+    base = {"scenes": [{"scene_num": 1, "video_prompts": ["Pip walks."], "cut": [True]}]}
+    assert parse_story({**base, "characters": ["Pip", "Bo"]}).characters == ["Pip", "Bo"]
+    with pytest.raises(StoryError, match=r"characters\[1\]: 'pip' is listed twice"):
+        parse_story({**base, "characters": ["Pip", "pip"]})
+    with pytest.raises(StoryError, match=r"characters\[0\]: must not be empty"):
+        parse_story({**base, "characters": [" "]})
+
+
+STORY = {
+    "characters": ["Pip", "Bo"],
+    "scenes": [
+        {
+            "scene_num": 1,
+            "video_prompts": [
+                "Pip walks in the forest.",
+                "Bo jumps in the sea.",
+                "Pip rests.",
+                "Bo walks.",
+                "Bo rests.",
+            ],
+            "cut": [True, True, True, True, True],
+        }
+    ],
+}
+
+
+@pytest.fixture
+def pipe():
+    p = StoryMemPipeline.from_preset("tiny")
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_runs_condition_each_shot_on_its_characters(pipe, tmp_path):
+    settings = dict(max_memory=3, sink=1, steps=2)
+    run = pipe.generate_story(
+        parse_story(STORY), tmp_path / "entity", progress=False, memory_policy="entity", **settings
+    )
+    state = json.loads((run.run_dir / "state.json").read_text())
+    assert state["settings"]["memory_policy"] == "entity"
+    tag = {"01_01": "pip", "01_02": "bo", "01_03": "pip", "01_04": "bo", "01_05": "bo"}
+    sink = state["shots"]["01_01"]["keyframes"][:1]
+    for shot in ("01_03", "01_04", "01_05"):
+        memory = state["shots"][shot]["memory"]
+        assert memory[: len(sink)] == sink
+        others = [f for f in memory[len(sink) :] if tag[f.split("/")[1][:5]] != tag[shot]]
+        assert others == [], f"{shot} ({tag[shot]}) was given another character's keyframes: {others}"
+    official = pipe.generate_story(parse_story(STORY), tmp_path / "official", progress=False, **settings)
+    official_state = json.loads((official.run_dir / "state.json").read_text())
+    # the official window hands Bo's shots Pip's second keyframe; the entity policy does not
+    pip_window = [f for f in official_state["shots"]["01_01"]["keyframes"] if f not in sink]
+    assert pip_window and set(pip_window) <= set(official_state["shots"]["01_04"]["memory"])
+    assert not set(pip_window) & set(state["shots"]["01_04"]["memory"])
+    assert set(pip_window) <= set(state["shots"]["01_03"]["memory"])  # Pip's own shot keeps it
+
+
+def test_entity_policy_needs_characters_and_a_known_name(pipe, tmp_path):
+    story = {key: v for key, v in STORY.items() if key != "characters"}
+    with pytest.raises(InputError, match="the entity memory policy needs the story's characters"):
+        pipe.generate_story(parse_story(story), tmp_path / "a", progress=False, memory_policy="entity")
+    with pytest.raises(InputError, match="memory policy must be one of official, entity, got 'nearest'"):
+        pipe.generate_story(parse_story(STORY), tmp_path / "b", progress=False, memory_policy="nearest")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_toy_stories_with_several_characters(cli, tmp_path):
+    code, out, err = cli("toy-stories", "--out", tmp_path, "--count", "3", "--shots", "8", "--characters", "3")
+    assert code == 0, err
+    for file in sorted(tmp_path.glob("*.json")):
+        story = parse_story(json.loads(file.read_text()))
+        shots = [parse_caption(s.prompt) for s in story.shots]
+        assert len(story.characters) == 3 and [s.name for s in shots[:3]] == story.characters
+        assert len({s.look.colour for s in shots[:3]}) == 3  # told apart by colour at least
+        assert all(s.look is None and s.name in story.characters for s in shots[3:])
+        for before, shot, after in zip(story.shots, story.shots[1:], shots[1:], strict=False):
+            if not shot.cut:  # a continuation keeps its character and place
+                assert parse_caption(before.prompt).name == after.name
+    # one character: the single-character stories of the toy benchmark, unchanged
+    assert "characters" not in make_story(5)[0]
+    code, _, err = cli("toy-stories", "--out", tmp_path, "--characters", "7")
+    assert (code, err) == (1, "error: --characters must be 1 to 6, with more --shots than characters\n")
