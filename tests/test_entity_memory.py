@@ -24,20 +24,25 @@ def test_names_are_whole_words_in_any_case():
     assert named_characters("Ada Lee waves; Pip's hat.", names) == {"ada lee", "pip"}
 
 
-def test_a_shot_gets_the_sink_and_its_characters_latest_keyframes_oldest_first():
-    bank = MemoryBank(max_memory=4, sink=1)
-    shots = ["s1", "s2", "s3", "s4", "s5", "s6", "s7"]
-    tags = {"s1": {"a"}, "s2": {"b"}, "s3": {"a"}, "s4": {"b"}, "s5": {"a", "b"}, "s6": {"b"}, "s7": {"b"}}
+def test_a_shot_gets_its_characters_keyframes_sink_first_then_latest():
+    bank = MemoryBank(max_memory=4, sink=2)
+    shots = ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"]
+    tags = {"s1": {"a"}, "s2": {"b"}, "s3": {"a"}, "s4": {"b"}, "s5": {"a", "b"}, "s6": {"b"}, "s7": {"b"}, "s8": set()}
     tags = {s: frozenset(t) for s, t in tags.items()}
-    bank.extend(k(s) for s in shots)
-    assert bank.keyframes == [k("s1"), k("s5"), k("s6"), k("s7")]  # official: sink + window
-    # "a": sink s1, then a's keyframes after the sink (s3, s5), even s3, which the window has dropped
+    bank.extend(k(s) for s in shots[:7])
+    assert bank.keyframes == [k("s1"), k("s2"), k("s6"), k("s7")]  # official: sink + window
+    # "a": its sink keyframe s1, then its others (s3, s5), even s3, which the window has dropped
     assert entity_memory(bank, frozenset({"a"}), tags) == [k("s1"), k("s3"), k("s5")]
-    # "b": the 3 most recent of s2, s4, s5, s6, s7
-    assert entity_memory(bank, frozenset({"b"}), tags) == [k("s1"), k("s5"), k("s6"), k("s7")]
-    # nobody named: the official memory; a character with no keyframes yet: the sink alone
+    # "b": its sink keyframe s2, then the 3 most recent of s4, s5, s6, s7
+    assert entity_memory(bank, frozenset({"b"}), tags) == [k("s2"), k("s5"), k("s6"), k("s7")]
+    # nobody named: the official memory; a character with no keyframes yet: nothing of the others
     assert entity_memory(bank, frozenset(), tags) == bank.keyframes
-    assert entity_memory(bank, frozenset({"c"}), tags) == [k("s1")]
+    assert entity_memory(bank, frozenset({"c"}), tags) == []
+    # a sink keyframe of a shot that names nobody (the world, a reference) stays for everyone
+    world = MemoryBank(max_memory=3, sink=2)
+    world.extend([k("s8"), k("s1"), k("s3"), k("s2")])
+    assert entity_memory(world, frozenset({"b"}), tags) == [k("s8"), k("s2")]
+    assert entity_memory(world, frozenset({"a"}), tags) == [k("s8"), k("s1"), k("s3")]
 
 
 def test_the_archive_survives_a_resume_and_old_states_still_load():
@@ -91,19 +96,16 @@ def test_runs_condition_each_shot_on_its_characters(pipe, tmp_path):
     state = json.loads((run.run_dir / "state.json").read_text())
     assert state["settings"]["memory_policy"] == "entity"
     tag = {"01_01": "pip", "01_02": "bo", "01_03": "pip", "01_04": "bo", "01_05": "bo"}
-    sink = state["shots"]["01_01"]["keyframes"][:1]
-    for shot in ("01_03", "01_04", "01_05"):
+    for shot in ("01_02", "01_03", "01_04", "01_05"):
         memory = state["shots"][shot]["memory"]
-        assert memory[: len(sink)] == sink
-        others = [f for f in memory[len(sink) :] if tag[f.split("/")[1][:5]] != tag[shot]]
+        others = [f for f in memory if tag[f.split("/")[1][:5]] != tag[shot]]
         assert others == [], f"{shot} ({tag[shot]}) was given another character's keyframes: {others}"
+    assert state["shots"]["01_03"]["memory"] == state["shots"]["01_01"]["keyframes"]  # Pip's own
     official = pipe.generate_story(parse_story(STORY), tmp_path / "official", progress=False, **settings)
     official_state = json.loads((official.run_dir / "state.json").read_text())
-    # the official window hands Bo's shots Pip's second keyframe; the entity policy does not
-    pip_window = [f for f in official_state["shots"]["01_01"]["keyframes"] if f not in sink]
-    assert pip_window and set(pip_window) <= set(official_state["shots"]["01_04"]["memory"])
-    assert not set(pip_window) & set(state["shots"]["01_04"]["memory"])
-    assert set(pip_window) <= set(state["shots"]["01_03"]["memory"])  # Pip's own shot keeps it
+    # the official memory hands Bo's shots Pip's keyframes
+    pip = official_state["shots"]["01_01"]["keyframes"]
+    assert pip and set(pip) <= set(official_state["shots"]["01_04"]["memory"])
 
 
 def test_entity_policy_needs_characters_and_a_known_name(pipe, tmp_path):

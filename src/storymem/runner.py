@@ -207,8 +207,8 @@ class StoryRunner:
     def _may_need_t2v(settings: RunSettings, bank: MemoryBank) -> bool:
         """Whether a later shot can still be text-to-video: every shot of `independent`; for
         storymem only while memory is empty (it never empties again); chain only its first shot."""
-        if settings.method == "independent":
-            return True
+        if settings.method == "independent" or settings.memory_policy == "entity":
+            return True  # entity: a character's first shot gets no one else's keyframes
         if settings.method == "storymem":
             return len(bank) == 0
         return False

@@ -4,11 +4,15 @@ characters it names, not simply on the latest ones.
 StoryMem's memory holds frames with no idea whom they show, so in a story with several
 characters a shot can copy the wrong one's look. Here every keyframe is tagged with the
 characters its shot names (the story's `characters` list, matched as whole words in each
-prompt). A shot that names characters is conditioned on the sink plus the most recent keyframes
-whose shot names any of them, within the same budget (max_memory), oldest first as always; the
-sink alone if they have none yet (a character's first shot is not shown anyone else's latest
-frames). A shot that names nobody gets the official memory (sink + window). Needs no retraining:
-the model sees the same kind of memory, chosen differently.
+prompt). A shot that names characters is conditioned on the keyframes that show any of them:
+those of the sink, then the most recent others, within the same budget (max_memory), oldest
+first as always. Sink keyframes of shots that name nobody (and reference images) stay: they hold
+the world, not a character. The sink is filtered too because it fills with the first
+keyframes, which in a story of several characters are their introductions: kept whole, it hands
+every shot every character (on the toy world, "sink plus" chose the same memory as the official
+policy in every shot). A character with no keyframes yet gets only what is left, and a shot that
+names nobody gets the official memory (sink + window). Needs no retraining: the model sees the
+same kind of memory, chosen differently.
 """
 
 from __future__ import annotations
@@ -31,8 +35,12 @@ def entity_memory(bank: MemoryBank, wanted: frozenset[str], tags: dict[str, froz
     """The memory for a shot naming `wanted`; tags: shot name -> the characters it names."""
     if not wanted:
         return bank.keyframes
-    sink = set(bank.sink)
-    relevant = [k for k in bank.archive if k not in sink and tags.get(k.shot, frozenset()) & wanted]
-    room = bank.max_memory - len(bank.sink)
-    chosen = set(relevant[-room:]) if room > 0 else set()  # the most recent ones
-    return bank.sink + [k for k in bank.archive if k in chosen]  # oldest first
+
+    def shows(k: Keyframe) -> bool:
+        return bool(tags.get(k.shot, frozenset()) & wanted)
+
+    sink = [k for k in bank.sink if shows(k) or not tags.get(k.shot)]
+    others = [k for k in bank.archive if k not in bank.sink and shows(k)]
+    room = bank.max_memory - len(sink)
+    chosen = set(others[-room:]) if room > 0 else set()  # the most recent ones
+    return sink + [k for k in bank.archive if k in chosen]  # oldest first
