@@ -139,7 +139,7 @@ def generate(
     story_paths: Annotated[
         list[Path],
         typer.Argument(
-            metavar="STORY.json...", help="Story script(s) (ST-Bench format); several (or folders): one run each."
+            metavar="STORY.json", help="Story script(s) (ST-Bench format); several (or folders): one run each."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (several stories: OUT/<story name>/).")],
