@@ -214,7 +214,7 @@ def test_load_run_watch_and_edit(app, tmp_path):
 def test_reopen_an_interrupted_run_resume_it_and_close_the_tab(app, tmp_path):
     url, runs = app
     out = runs / "killed"
-    args = [sys.executable, "-m", "storymem.cli", "generate", EXAMPLE, "--out", out, "--model", "toy", "--steps", "20"]
+    args = [sys.executable, "-m", "storymem.cli", "generate", EXAMPLE, "--out", out, "--model", "toy", "--steps", "12"]
     proc = subprocess.Popen(list(map(str, args)), start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     wait_for(None, lambda _: len(run_view(out)["shots"]) >= 2, "two shots of the CLI run", timeout=240)

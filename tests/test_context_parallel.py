@@ -102,7 +102,7 @@ def test_torchrun_generate_killed_and_resumed_equals_one_process(tmp_path, cli):
     story = tmp_path / "story.json"
     story.write_text(json.dumps(STORY))
     out = tmp_path / "split"
-    args = ["-m", "storymem.cli", "generate", story, "--out", out, "--model", "tiny", "--steps", "10", *SIZE]
+    args = ["-m", "storymem.cli", "generate", story, "--out", out, "--model", "tiny", "--steps", "6", *SIZE]
     proc = subprocess.Popen(
         list(map(str, [*TORCHRUN, *args])), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

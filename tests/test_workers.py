@@ -39,11 +39,11 @@ def storymem(*args, **kw):
 
 def test_bench_workers_survives_a_killed_worker_and_equals_a_serial_run(tmp_path, cli):
     stories = write_stories(tmp_path / "stories")
-    code, _, err = cli("bench", stories, "--out", tmp_path / "serial", *BENCH, "--steps", "6")
+    code, _, err = cli("bench", stories, "--out", tmp_path / "serial", *BENCH, "--steps", "4")
     assert code == 0, err
 
     out = tmp_path / "par"
-    proc = storymem("bench", stories, "--out", out, *BENCH, "--steps", "6", "--workers", "2",
+    proc = storymem("bench", stories, "--out", out, *BENCH, "--steps", "4", "--workers", "2",
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     # Kill the worker process of the first run that has a finished shot and is still going.
     victim, deadline = None, time.time() + 300
