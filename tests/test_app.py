@@ -162,6 +162,16 @@ def choose(driver, element_id, option):
     wait_for(driver, lambda d: css(d, f'#{element_id} li[role=option][aria-label="{option}"]'), option)[0].click()
 
 
+def open_run(driver, url, name):
+    """A fresh page, then Runs: refresh the list, choose `name`, open it."""
+    driver.get(url)
+    wait_for(driver, lambda d: css(d, "#example input"), "the page")
+    tab(driver, "Runs")
+    click(driver, "refresh-runs")
+    choose(driver, "runs-list", name)
+    click(driver, "open-run")
+
+
 def test_load_run_watch_and_edit(app, tmp_path):
     url, runs = app
     with browser(tmp_path, "run") as driver:
@@ -224,12 +234,7 @@ def test_reopen_an_interrupted_run_resume_it_and_close_the_tab(app, tmp_path):
     assert 2 <= len(done) < 6
 
     with browser(tmp_path, "resume") as driver:
-        driver.get(url)
-        wait_for(driver, lambda d: css(d, "#example input"), "the page")
-        tab(driver, "Runs")
-        click(driver, "refresh-runs")
-        choose(driver, "runs-list", "killed")
-        click(driver, "open-run")
+        open_run(driver, url, "killed")
         wait_for(driver, lambda d: "interrupted: killed" in text_of(d, "run-status"), "the interrupted run")
         assert len(css(driver, "#shot-videos video")) == len(done)
         click(driver, "resume")
@@ -239,12 +244,7 @@ def test_reopen_an_interrupted_run_resume_it_and_close_the_tab(app, tmp_path):
     wait_for(None, lambda _: run_view(out)["finished"], "the run to finish without a browser", timeout=240)
     assert {p: (out / "shots" / p).stat().st_mtime_ns for p in done} == done  # not made again
     with browser(tmp_path, "reopen") as driver:
-        driver.get(url)
-        wait_for(driver, lambda d: css(d, "#example input"), "the page")
-        tab(driver, "Runs")
-        click(driver, "refresh-runs")
-        choose(driver, "runs-list", "killed")
-        click(driver, "open-run")
+        open_run(driver, url, "killed")
         wait_for(driver, lambda d: "finished: killed (6 shots)" in text_of(d, "run-status"), "the finished run")
         wait_for(driver, lambda d: len(css(d, "#shot-videos video")) == 6, "six shot videos")
         tab(driver, "Runs")

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from storymem import StoryMemPipeline
 from storymem.errors import InputError, StoryError
 from storymem.memory import Keyframe, MemoryBank
 from storymem.memory.entity import entity_memory, named_characters
@@ -81,14 +80,8 @@ STORY = {
 }
 
 
-@pytest.fixture
-def pipe():
-    p = StoryMemPipeline.from_preset("tiny")
-    p.set_progress_bar_config(disable=True)
-    return p
-
-
-def test_runs_condition_each_shot_on_its_characters(pipe, tmp_path):
+def test_runs_condition_each_shot_on_its_characters(tiny_pipe, tmp_path):
+    pipe = tiny_pipe
     settings = dict(max_memory=3, sink=1, steps=2)
     run = pipe.generate_story(
         parse_story(STORY), tmp_path / "entity", progress=False, memory_policy="entity", **settings
@@ -108,7 +101,8 @@ def test_runs_condition_each_shot_on_its_characters(pipe, tmp_path):
     assert pip and set(pip) <= set(official_state["shots"]["01_04"]["memory"])
 
 
-def test_entity_policy_needs_characters_and_a_known_name(pipe, tmp_path):
+def test_entity_policy_needs_characters_and_a_known_name(tiny_pipe, tmp_path):
+    pipe = tiny_pipe
     story = {key: v for key, v in STORY.items() if key != "characters"}
     with pytest.raises(InputError, match="the entity memory policy needs the story's characters"):
         pipe.generate_story(parse_story(story), tmp_path / "a", progress=False, memory_policy="entity")
