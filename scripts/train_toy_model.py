@@ -1,10 +1,13 @@
 """Reproduce the built-in `toy` model's weights (src/storymem/models/toy_weights/).
 
-    python scripts/train_toy_model.py                      # the shipped recipe (~40 min on 2 CPU cores)
+    python scripts/train_toy_model.py                      # the shipped recipe (38 min on 2 CPU cores with fast bf16)
     python scripts/train_toy_model.py --out /tmp/toy --weights /tmp/toy/weights --base-steps 50 --lora-steps 20
 
-Stage 1 trains the base I2V network on single toy clips; stage 2 trains the StoryMem M2V LoRA on
-grouped clips with `storymem.train`. Uses a CUDA GPU when there is one. Check the result with
+Stage 1 (base) trains the base I2V network on single toy clips; stage 2 (lora) trains the StoryMem
+M2V LoRA on grouped clips with `storymem.train`. Both use a CUDA GPU when there is one; `--stages`
+runs one of them (e.g. the base on a GPU machine, the LoRA where ffmpeg is). On a CPU without
+fast bf16 (most laptops) pass `--mixed-precision no`: bf16 autocast was 13x slower than float32
+on this project's 2-core machine. Check the result with
 `python benchmarks/toy_benchmark.py` (the README's numbers).
 """
 
@@ -17,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from storymem.models.presets import TOY_WEIGHTS
-from storymem.toyworld.recipe import RecipeConfig, make_toy_model
+from storymem.models.toy import TOY_WEIGHTS
+from storymem.toyworld.recipe import STAGES, RecipeConfig, make_toy_model
 
 
 def main() -> None:
@@ -28,16 +31,23 @@ def main() -> None:
     for f in fields(RecipeConfig):
         if f.name != "out":
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    parser.add_argument(
+        "--stages", default="base,lora", help="base, lora or both; lora alone trains on the base in --weights"
+    )
     args = parser.parse_args()
+    stages = tuple(s.strip() for s in args.stages.split(","))
+    if not stages or set(stages) - set(STAGES):
+        parser.error(f"--stages: expected base, lora or base,lora, got {args.stages!r}")
     config = RecipeConfig(**{f.name: getattr(args, f.name) for f in fields(RecipeConfig)})
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.time()
-    losses = make_toy_model(config, Path(args.weights))
-    base, lora = losses["base"], losses["lora"]
-    print(
-        f"done in {(time.time() - start) / 60:.1f} min; base loss {sum(base[:50]) / 50:.3f} -> {sum(base[-50:]) / 50:.3f}, "
-        f"M2V LoRA loss {sum(lora[:50]) / 50:.3f} -> {sum(lora[-50:]) / 50:.3f}; weights in {args.weights}"
-    )
+    losses = make_toy_model(config, Path(args.weights), stages=stages)
+    summary = [
+        f"{label} loss {sum(values[:50]) / len(values[:50]):.3f} -> {sum(values[-50:]) / len(values[-50:]):.3f}"
+        for label, values in (("base", losses["base"]), ("M2V LoRA", losses["lora"]))
+        if values
+    ]
+    print(f"done in {(time.time() - start) / 60:.1f} min; {', '.join(summary)}; weights in {args.weights}")
 
 
 if __name__ == "__main__":

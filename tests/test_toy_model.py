@@ -133,22 +133,61 @@ def test_shipped_weights_load_and_fit_the_size_limit():
     assert torch.equal(pipe.t2v_transformer.patch_embedding.weight, pipe.transformer.patch_embedding.weight[:, :Z_DIM])
 
 
-def test_recipe_writes_weights_the_preset_loads(tmp_path):
-    from storymem.toyworld.recipe import RecipeConfig, make_toy_model
+def run_training_script(monkeypatch, *args: str) -> None:
+    import runpy
 
-    config = RecipeConfig(
-        out=str(tmp_path / "work"), base_steps=3, base_batch=2, groups=2, clips_per_group=2, lora_steps=2, lora_batch=2
-    )
-    weights = tmp_path / "weights"
-    losses = make_toy_model(config, weights, progress=False)
-    assert len(losses["base"]) == 3 and len(losses["lora"]) == 2
+    monkeypatch.setattr(sys, "argv", ["train_toy_model.py", *args])
+    runpy.run_path(str(REPO / "scripts" / "train_toy_model.py"), run_name="__main__")
+
+
+def test_training_script_writes_weights_the_preset_loads_one_stage_at_a_time(tmp_path, monkeypatch, capsys):
+    from storymem.video import read_video
+
+    work, weights = tmp_path / "work", tmp_path / "weights"
+    small = ["--out", str(work), "--weights", str(weights), "--mixed-precision", "no", "--base-steps", "3",
+             "--base-batch", "2", "--groups", "2", "--clips-per-group", "2", "--lora-steps", "2", "--lora-batch", "2"]  # fmt: skip
+    run_training_script(monkeypatch, *small, "--stages", "base")
+    assert not (weights / "lora").exists()
+    assert "base loss" in capsys.readouterr().out
+    base = (weights / "base.safetensors").read_bytes()
     untrained = build_toy_components(weights=None)["transformer"]
     trained = build_toy_components(weights=weights)["transformer"]
     assert not torch.equal(trained.proj_out.weight, untrained.proj_out.weight)
+
+    # The LoRA stage alone trains on the base already there, and leaves it as it was.
+    run_training_script(monkeypatch, *small, "--stages", "lora", "--clip-format", "tif")
+    assert (weights / "base.safetensors").read_bytes() == base
+    printed = capsys.readouterr().out
+    assert "M2V LoRA loss" in printed and "base loss" not in printed
     pipe = StoryMemPipeline(**build_toy_components(weights=weights), preset="toy")
     pipe.load_storymem_lora(weights / "lora")
-    lines = (tmp_path / "work" / "groups" / "metadata.jsonl").read_text().splitlines()
-    assert len(lines) == 4 and len({json.loads(line)["group"] for line in lines}) == 2
+    rows = [json.loads(line) for line in (work / "groups" / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and len({row["group"] for row in rows}) == 2
+    assert all(row["video"].endswith(".tif") for row in rows)
+
+
+def test_training_clips_are_the_same_as_tif_and_as_mp4(tmp_path):
+    """tif clips (for machines without ffmpeg) read back as the very frames of the mp4 clips."""
+    from storymem.toyworld.recipe import RecipeConfig, write_groups
+    from storymem.video import read_video
+
+    clips = {}
+    for fmt in ("mp4", "tif"):
+        folder = write_groups(tmp_path / fmt, RecipeConfig(out="", groups=2, clips_per_group=2, clip_format=fmt), 13)
+        clips[fmt] = sorted((folder / "clips").iterdir())
+    assert [p.stem for p in clips["mp4"]] == [p.stem for p in clips["tif"]] and len(clips["mp4"]) == 4
+    for mp4, tif in zip(clips["mp4"], clips["tif"], strict=True):
+        frames = read_video(mp4)
+        assert frames.shape == (13, 32, 32, 3) and np.array_equal(read_video(tif), frames)
+    with pytest.raises(ValueError, match="clip_format: expected mp4 or tif, got 'gif'"):
+        write_groups(tmp_path / "gif", RecipeConfig(out="", groups=1, clip_format="gif"), 13)
+
+
+def test_training_script_refuses_an_unknown_stage(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_training_script(monkeypatch, "--stages", "base,fine")
+    assert exit_info.value.code == 2
+    assert "--stages: expected base, lora or base,lora, got 'base,fine'" in capsys.readouterr().err
 
 
 def test_main_command_runs_the_example_on_the_toy_model(tmp_path):

@@ -52,6 +52,7 @@ class RecipeConfig:
     p_look_caption: float = 0.1  # share of M2V captions that still spell the look out
     p_look_given: float = 0.1  # share of base I2V captions (first frame given) that spell the look out
     mixed_precision: str = "bf16"  # no | bf16: autocast for both stages (weights stay fp32)
+    clip_format: str = "mp4"  # mp4 (lossless H.264) | tif (multi-page, for machines without ffmpeg)
     seed: int = 0
 
 
@@ -98,7 +99,11 @@ def base_batch(pipe, rng: np.random.Generator, size: int, frames: int, config: R
 
 
 def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) -> list[float]:
-    """Trains pipe.transformer from its random init; leaves the EMA weights in it."""
+    """Trains pipe.transformer from its random init, on a CUDA GPU when there is one; leaves the
+    EMA weights in it, on the CPU. Clips, noise and noise levels are drawn on the CPU, so a GPU
+    sees the same examples as a CPU."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    pipe.to(device)
     model = pipe.transformer.train().requires_grad_(True)
     ema = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema)
@@ -120,8 +125,8 @@ def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) ->
     for step in bar:
         with torch.no_grad():
             x0, condition, text = base_batch(pipe, rng, config.base_batch, frames, config)
-        noise = torch.randn(x0.shape, generator=generator)
-        sigma = sample_sigmas(len(x0), "high", shift, 0.0, generator).view(-1, 1, 1, 1, 1)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        sigma = sample_sigmas(len(x0), "high", shift, 0.0, generator).to(device).view(-1, 1, 1, 1, 1)
         x = model_input((1 - sigma) * x0 + sigma * noise, condition)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16"):
             prediction = model(x, sigma.flatten() * 1000, text, return_dict=False)[0]
@@ -137,13 +142,19 @@ def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) ->
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     model.load_state_dict(ema.module.state_dict())
     model.eval().requires_grad_(False)
+    pipe.to("cpu")
     write_json(work / "base_losses.json", losses)
     return losses
 
 
 def write_groups(folder: Path, config: RecipeConfig, frames: int) -> Path:
     """The M2V training set: `groups` looks, each under a random name, `clips_per_group` clips."""
+    import imageio.v3 as iio
+
     from ..video import write_lossless_video
+
+    if config.clip_format not in ("mp4", "tif"):
+        raise ValueError(f"clip_format: expected mp4 or tif, got {config.clip_format!r}")
 
     rng = np.random.default_rng(config.seed + 1)
     lines = []
@@ -151,8 +162,13 @@ def write_groups(folder: Path, config: RecipeConfig, frames: int) -> Path:
         look, name = ALL_LOOKS[rng.integers(len(ALL_LOOKS))], NAMES[rng.integers(len(NAMES))]
         for c in range(config.clips_per_group):
             shot, _ = random_shot(rng, look, name, describe=rng.random() < config.p_look_caption)
-            path = f"clips/{g:04d}-{c}.mp4"
-            write_lossless_video(render_clip(look, shot.place, shot.action, shot.shot, frames=frames), folder / path)
+            path = f"clips/{g:04d}-{c}.{config.clip_format}"
+            clip = render_clip(look, shot.place, shot.action, shot.shot, frames=frames)
+            if config.clip_format == "mp4":
+                write_lossless_video(clip, folder / path)
+            else:  # both are read back bit for bit by read_video
+                (folder / path).parent.mkdir(parents=True, exist_ok=True)
+                iio.imwrite(folder / path, clip)
             lines.append(json.dumps({"video": path, "caption": shot.caption(), "group": f"group-{g:04d}"}))
     (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     return folder
@@ -166,16 +182,29 @@ def save_base(pipe, folder: Path) -> Path:
     return folder / BASE_FILE
 
 
-def make_toy_model(config: RecipeConfig, weights_out: Path, progress: bool = True) -> dict:
-    """Both stages; writes base.safetensors and lora/ into `weights_out`. Returns the losses."""
+STAGES = ("base", "lora")
+
+
+def make_toy_model(
+    config: RecipeConfig, weights_out: Path, progress: bool = True, stages: tuple[str, ...] = STAGES
+) -> dict:
+    """Writes base.safetensors (stage "base") and lora/ (stage "lora") into `weights_out`.
+    Without the base stage, the LoRA is trained on the base already in `weights_out` (the two
+    stages can run on different machines). Returns the losses of the stages run."""
     from ..pipelines import StoryMemPipeline
 
     torch.manual_seed(config.seed)
     work = Path(config.out)
     work.mkdir(parents=True, exist_ok=True)
-    pipe = StoryMemPipeline(**build_toy_components(weights=None), preset="toy")
-    base_losses = train_base(pipe, config, work, progress)
-    save_base(pipe, weights_out)
+    if "base" in stages:
+        pipe = StoryMemPipeline(**build_toy_components(weights=None), preset="toy")
+        base_losses = train_base(pipe, config, work, progress)
+        save_base(pipe, weights_out)
+    else:
+        pipe = StoryMemPipeline(**build_toy_components(weights=weights_out), preset="toy")
+        base_losses = []
+    if "lora" not in stages:
+        return {"base": base_losses, "lora": []}
 
     data = write_groups(work / "groups", config, pipe.preset.num_frames)
     lora_config = TrainConfig(
