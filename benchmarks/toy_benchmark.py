@@ -1,12 +1,19 @@
-"""The toy benchmark the README quotes: N toy stories x {storymem, independent, chain} on the
-built-in `toy` model, evaluated with the identity metric and the ST-Bench metrics.
+"""The toy benchmark the README quotes: toy stories on the built-in `toy` model, evaluated with
+the identity metric and the ST-Bench metrics.
 
-    python benchmarks/toy_benchmark.py --out toy-bench                  # the shipped weights
+Two sets of stories (seeds 0..count-1):
+    single   one character per story (6 shots): storymem, independent, chain
+    multi    --characters per story (8 shots), each introduced in its own first shot:
+             storymem with the official memory, storymem with entity-aware memory
+             (`--memory-policy entity`), independent, chain; identity is per named character
+
+    python benchmarks/toy_benchmark.py --out toy-bench                  # the shipped weights, both sets
     python benchmarks/toy_benchmark.py --out toy-bench-2 --weights DIR  # weights from scripts/train_toy_model.py
     python benchmarks/toy_benchmark.py --out toy-bench-base --no-lora   # ablation: memory read by the base alone
+    python benchmarks/toy_benchmark.py --sets single --count 20         # the README's first table
 
-The same as `storymem toy-stories --out S --count 20 && storymem bench S --model toy --out B`,
-plus the option to score other toy weights. Resumable: a re-run skips finished runs.
+The single set equals `storymem toy-stories --out S --count N && storymem bench S --model toy
+--out B`. Resumable: a re-run skips finished runs. Writes summary.json (set -> method -> means).
 """
 
 from __future__ import annotations
@@ -21,48 +28,92 @@ from storymem.pipelines import StoryMemPipeline
 from storymem.runner import write_json
 from storymem.toyworld import make_story
 
-METHODS = ["storymem", "independent", "chain"]
+BASELINES = ["storymem", "independent", "chain"]
 COLUMNS = ["identity", "identity_colour", "identity_intro", "consistency_overall"]
+SHOTS = {"single": 6, "multi": 8}
+
+
+def write_stories(folder: Path, count: int, characters: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        story, _ = make_story(i) if characters == 1 else make_story(i, num_shots=SHOTS["multi"], characters=characters)
+        write_json(folder / f"{story['story_name']}.json", story)
+    return folder
+
+
+def load_pipe(weights: Path | None, no_lora: bool):
+    if weights is None:
+        return StoryMemPipeline.from_preset("toy", lora=False if no_lora else None), None
+    from storymem.models.toy import build_toy_components
+
+    pipe = StoryMemPipeline(**build_toy_components(weights=weights), preset="toy")
+    lora = None if no_lora else str(weights / "lora")
+    if lora:
+        pipe.load_storymem_lora(lora)
+    return pipe, lora
+
+
+def bench_set(pipe, lora, name: str, args, evaluators) -> tuple[dict, int]:
+    """{method label: means} for one set, and the shots generated."""
+    characters = 1 if name == "single" else args.characters
+    stories = write_stories(args.out / name / "stories", args.count, characters)
+    common = dict(seed=args.seed, lora=lora, progress=False)
+    result = run_bench(pipe, [stories], BASELINES, args.out / name / "official", *evaluators, **common)
+    rows = {m: result.summary[m] for m in BASELINES}
+    generated = result.generated
+    if name == "multi":  # the policy is a run setting: its runs get a folder of their own
+        entity = run_bench(
+            pipe, [stories], ["storymem"], args.out / name / "entity", *evaluators, memory_policy="entity", **common
+        )
+        rows = {"storymem": rows["storymem"], "storymem-entity": entity.summary["storymem"], **rows}
+        generated += entity.generated
+    return rows, generated
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("toy-bench"))
-    parser.add_argument("--count", type=int, default=20, help="number of stories (seeds 0..count-1)")
+    parser.add_argument("--sets", default="single,multi", help="single, multi or both (comma-separated)")
+    parser.add_argument("--count", type=int, default=40, help="stories per set (seeds 0..count-1)")
+    parser.add_argument("--characters", type=int, default=2, help="characters per story in the multi set (2-6)")
     parser.add_argument("--weights", type=Path, default=None, help="toy weights folder (default: the package's)")
     parser.add_argument("--seed", type=int, default=0, help="generation seed")
     parser.add_argument(
         "--no-lora", action="store_true", help="ablation: the base model reads memory without the M2V LoRA"
     )
     args = parser.parse_args()
+    sets = [s.strip() for s in args.sets.split(",")]
+    if not sets or set(sets) - set(SHOTS):
+        parser.error(f"--sets: expected single, multi or single,multi, got {args.sets!r}")
 
-    stories = args.out / "stories"
-    stories.mkdir(parents=True, exist_ok=True)
-    for i in range(args.count):
-        story, _ = make_story(i)
-        write_json(stories / f"{story['story_name']}.json", story)
-
-    if args.weights is None:
-        pipe, lora = StoryMemPipeline.from_preset("toy", lora=False if args.no_lora else None), None
-    else:
-        from storymem.models.toy import build_toy_components
-
-        pipe = StoryMemPipeline(**build_toy_components(weights=args.weights), preset="toy")
-        lora = None if args.no_lora else str(args.weights / "lora")
-        if lora:
-            pipe.load_storymem_lora(lora)
+    pipe, lora = load_pipe(args.weights, args.no_lora)
     pipe.set_progress_bar_config(disable=True)
-    video_text, aesthetic = load_evaluators("auto", "toy")
-    start = time.perf_counter()
-    result = run_bench(pipe, [stories], METHODS, args.out, video_text, aesthetic, seed=args.seed, lora=lora)
+    evaluators = load_evaluators("auto", "toy")
+    summary, generated, start = {}, 0, time.perf_counter()
+    for name in sets:
+        summary[name], shots = bench_set(pipe, lora, name, args, evaluators)
+        generated += shots
+    write_json(args.out / "summary.json", summary)
+
     elapsed = time.perf_counter() - start
-    print(f"{args.count} stories x {len(METHODS)} methods; {result.generated} shots generated in {elapsed:.0f}s")
-    print(f"{'method':12s} " + " ".join(f"{c:>20s}" for c in COLUMNS))
-    for method in METHODS:
-        row = result.summary[method]
-        print(f"{method:12s} " + " ".join(f"{row.get(c, float('nan')):20.3f}" for c in COLUMNS))
-    gain = result.summary["storymem"]["identity"] - result.summary["independent"]["identity"]
-    print(f"identity: storymem - independent = {100 * gain:+.1f} pp; reports in {args.out}")
+    print(
+        f"{args.count} stories a set; {generated} shots generated in {elapsed:.0f}s; weights: {args.weights or 'shipped'}"
+    )
+    print(f"{'set':7s} {'method':16s} " + " ".join(f"{c:>20s}" for c in COLUMNS))
+    for name, rows in summary.items():
+        for method, row in rows.items():
+            print(f"{name:7s} {method:16s} " + " ".join(f"{row.get(c, float('nan')):20.3f}" for c in COLUMNS))
+    if "single" in summary:
+        rows = summary["single"]
+        print(
+            f"single: storymem - independent = {100 * (rows['storymem']['identity'] - rows['independent']['identity']):+.1f} pp"
+        )
+    if "multi" in summary:
+        rows = summary["multi"]
+        print(
+            f"multi: entity - official = {100 * (rows['storymem-entity']['identity'] - rows['storymem']['identity']):+.1f} pp"
+        )
+    print(f"reports in {args.out}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@
 Stage 1 (base) trains the base I2V network on single toy clips; stage 2 (lora) trains the StoryMem
 M2V LoRA on grouped clips with `storymem.train`. Both use a CUDA GPU when there is one; `--stages`
 runs one of them (e.g. the base on a GPU machine, the LoRA where ffmpeg is). On a CPU without
-fast bf16 (most laptops) pass `--mixed-precision no`: bf16 autocast was 13x slower than float32
-on this project's 2-core machine. Check the result with
+fast bf16 pass `--mixed-precision no`: bf16 autocast was 13x slower than float32 on this
+project's 2-core machine (torch 2.13). Check the result with
 `python benchmarks/toy_benchmark.py` (the README's numbers).
 """
 

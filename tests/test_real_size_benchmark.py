@@ -40,3 +40,22 @@ def test_without_cuda_it_says_so_and_exits_0():
     result = run()
     assert result.returncode == 0
     assert result.stdout.startswith("no CUDA device here")
+
+
+def test_the_stored_h100_figures_give_the_readme_table():
+    """The README quotes benchmarks/results/real_size_*_h100.json: the report of those files must
+    print the figures the README states."""
+    results = REPO / "benchmarks" / "results"
+    table = run("--report", results / "real_size_forward_h100.json", results / "real_size_shot_h100.json").stdout
+    readme = (REPO / "README.md").read_text()
+    assert "device: NVIDIA H100 80GB HBM3" in table
+    for row, readme_text in [
+        ("| forward, eager | 10 | 5.804 | 31.9 |", "| eager (s) | 3.22 | 3.49 | 4.08 | 4.50 | 5.80 |"),
+        ("| mode group-offload | 10 | 6.341 | 7.0 |", "6.34 s group-offload\n(7.0 GiB)"),
+        ("| 80 GB | resident (resident) | 28.6 | 24.1 | 0.48 | 0.03 | 3.94 | 74.3 | 1.1% |", "| 80 GB | resident | 28.6 | 24.1 | 0.48 | 3.94 | 74.3 | 1.1% |"),
+        ("| 24 GB | group-offload (group-offload) | 34.0 | 26.4 | 0.57 | 0.00 | 6.98 | 7.6 | 1.6% |", "| 24 GB (emulated) | group-offload | 34.0 | 26.4 | 0.57 | 6.98 | 7.6 | 1.6% |"),
+        ("full quality 71.0 min; preview 4.6 min; compiled: full 59.6 min, preview 4.1 min", "71.0 min at full quality"),
+        ("M=10/M=0 eager 1.80; compiled 1.88; group-offload / resident 1.09", "1.80 eager and 1.88 compiled"),
+    ]:  # fmt: skip
+        assert row in table, row
+        assert readme_text in readme, readme_text

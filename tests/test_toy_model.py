@@ -141,7 +141,6 @@ def run_training_script(monkeypatch, *args: str) -> None:
 
 
 def test_training_script_writes_weights_the_preset_loads_one_stage_at_a_time(tmp_path, monkeypatch, capsys):
-    from storymem.video import read_video
 
     work, weights = tmp_path / "work", tmp_path / "weights"
     small = ["--out", str(work), "--weights", str(weights), "--mixed-precision", "no", "--base-steps", "3",
