@@ -4,6 +4,7 @@ names; a shot is conditioned on the sink plus its characters' most recent keyfra
 import json
 
 import pytest
+import torch
 
 from storymem.errors import InputError, StoryError
 from storymem.memory import Keyframe, MemoryBank
@@ -127,3 +128,33 @@ def test_toy_stories_with_several_characters(cli, tmp_path):
     assert "characters" not in make_story(5)[0]
     code, _, err = cli("toy-stories", "--out", tmp_path, "--characters", "7")
     assert (code, err) == (1, "error: --characters must be 1 to 6, with more --shots than characters\n")
+
+
+class SameForEveryImage:
+    """A keyframe embedder that sees every image as the same: each new frame duplicates memory."""
+
+    def embed(self, images):
+        return torch.nn.functional.normalize(torch.ones(len(images), 8), dim=-1)
+
+
+def test_a_character_looking_like_another_still_gets_its_own_keyframes(tiny_pipe, tmp_path, monkeypatch):
+    """New keyframes are compared with the memory that conditioned the shot. Officially that is
+    the whole bank, so a frame like any earlier one is dropped; under the entity policy only the
+    shot's own characters' keyframes count, so Bo's first shot adds Bo's keyframe."""
+    import storymem.runner
+
+    monkeypatch.setattr(storymem.runner, "load_keyframe_embedder", lambda name, device: SameForEveryImage())
+    settings = dict(max_memory=3, sink=1, steps=2)
+    states = {}
+    for policy in ("official", "entity"):
+        run = tiny_pipe.generate_story(
+            parse_story(STORY), tmp_path / policy, progress=False, memory_policy=policy, **settings
+        )
+        states[policy] = json.loads((run.run_dir / "state.json").read_text())["shots"]
+    official, entity = states["official"], states["entity"]
+    assert official["01_01"]["keyframes"] and all(not official[s]["keyframes"] for s in ("01_02", "01_03", "01_04"))
+    assert official["01_04"]["memory"] == official["01_01"]["keyframes"]  # Bo drawn from Pip
+    bo = entity["01_02"]["keyframes"]
+    assert bo and entity["01_02"]["memory"] == []
+    assert entity["01_04"]["memory"] == bo and entity["01_03"]["memory"] == entity["01_01"]["keyframes"]
+    assert not entity["01_03"]["keyframes"] and not entity["01_04"]["keyframes"]  # duplicates of their own

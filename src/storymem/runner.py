@@ -255,7 +255,7 @@ class StoryRunner:
             frame.save(run.tail_frame(shot.name, i))
 
         t1 = time.perf_counter()
-        keyframes = self._select(run, shot, frames, bank) if ours else []
+        keyframes = self._select(run, shot, frames, memory) if ours else []
         bank.extend(keyframes)
         select_s = time.perf_counter() - t1
         mode = mode_for(len(memory), len(given)).value
@@ -277,12 +277,18 @@ class StoryRunner:
             return entity_memory(bank, self._tags[shot.name], self._tags)
         return bank.keyframes
 
-    def _select(self, run: RunDirectory, shot: Shot, frames: list[PIL.Image.Image], bank: MemoryBank) -> list[Keyframe]:
+    def _select(
+        self, run: RunDirectory, shot: Shot, frames: list[PIL.Image.Image], compared: list[Keyframe]
+    ) -> list[Keyframe]:
+        """The shot's new keyframes; a frame too close to one of `compared`, the memory that
+        conditioned the shot, is not kept. Officially that is the whole bank. Under the entity
+        policy it is the keyframes of the shot's own characters, so that a character whose frames
+        look like another's (same place, similar colours) still gets keyframes of its own."""
         embeddings = self._embed(frames)
-        for k in bank.keyframes:
+        for k in compared:
             if k.file not in self._embeddings:  # after a resume: from the saved PNG
                 self._embeddings[k.file] = self._embed([load_image(run.root / k.file)])[0]
-        memory = torch.stack([self._embeddings[k.file] for k in bank.keyframes]) if len(bank) else None
+        memory = torch.stack([self._embeddings[k.file] for k in compared]) if compared else None
         scores = self.quality.score(frames) if self.quality is not None else None
         threshold = self.quality.threshold if self.quality is not None else None
         chosen = select_keyframes(embeddings, scores, threshold, memory)
