@@ -13,6 +13,11 @@ every shot every character (on the toy world, "sink plus" chose the same memory 
 policy in every shot). A character with no keyframes yet gets only what is left, and a shot that
 names nobody gets the official memory (sink + window). Needs no retraining: the model sees the
 same kind of memory, chosen differently.
+
+The runner compares a shot's new keyframes with this memory, not with the whole bank, when it
+drops duplicates. Otherwise a character whose introduction looks like another character's frames
+(same place, near colours) would get no keyframe at all. On 40 toy stories with 2 characters, the
+keyframe CLIP dropped the second introduction in 22 of them.
 """
 
 from __future__ import annotations
