@@ -28,9 +28,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="toy-training", help="work folder (loss histories, datasets, checkpoints)")
     parser.add_argument("--weights", default=str(TOY_WEIGHTS), help="where the weights go (default: the package's)")
+    choices = {"clip_format": ("mp4", "tif"), "mixed_precision": ("no", "bf16")}  # checked before any training
     for f in fields(RecipeConfig):
         if f.name != "out":
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+            option = f"--{f.name.replace('_', '-')}"
+            parser.add_argument(option, type=type(f.default), default=f.default, choices=choices.get(f.name))
     parser.add_argument(
         "--stages", default="base,lora", help="base, lora or both; lora alone trains on the base in --weights"
     )

@@ -187,6 +187,9 @@ def test_training_script_refuses_an_unknown_stage(monkeypatch, capsys):
         run_training_script(monkeypatch, "--stages", "base,fine")
     assert exit_info.value.code == 2
     assert "--stages: expected base, lora or base,lora, got 'base,fine'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_training_script(monkeypatch, "--clip-format", "gif")
+    assert "argument --clip-format: invalid choice: 'gif'" in capsys.readouterr().err
 
 
 def test_main_command_runs_the_example_on_the_toy_model(tmp_path):
