@@ -37,13 +37,10 @@ def _shape(mask: np.ndarray) -> str:
     cx, cy, area = xs.mean() + 0.5, ys.mean() + 0.5, mask.sum()
 
     def best_iou(shape: str) -> float:
-        best = 0.0
-        for scale in np.linspace(0.8, 1.2, 9):
-            r = scale * np.sqrt(area / SHAPE_AREA_PER_R2[shape])
-            # a triangle's centroid lies r/3 below the centre of its box
-            template = shape_mask(shape, mask.shape[0], cx, cy - r / 3 if shape == "triangle" else cy, r)
-            best = max(best, (template & mask).sum() / (template | mask).sum())
-        return best
+        r = np.linspace(0.8, 1.2, 9)[:, None, None] * np.sqrt(area / SHAPE_AREA_PER_R2[shape])
+        # all nine sizes at once; a triangle's centroid lies r/3 below the centre of its box
+        templates = shape_mask(shape, mask.shape[0], cx, cy - r / 3 if shape == "triangle" else cy, r)
+        return float(((templates & mask).sum((1, 2)) / (templates | mask).sum((1, 2))).max())
 
     return max(SHAPES, key=best_iou)
 

@@ -58,7 +58,8 @@ ALL_LOOKS = tuple(Look(s, c, p) for s in SHAPES for c in COLOURS for p in PATTER
 SHAPE_AREA_PER_R2 = {"circle": np.pi, "square": 1.8**2, "triangle": 0.5 * 2.2 * 2}
 
 
-def shape_mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.ndarray:
+def shape_mask(shape: str, size: int, cx: float, cy, r) -> np.ndarray:
+    """bool [size, size]; `cy` and `r` may be arrays shaped [n, 1, 1] for n masks at once."""
     y, x = np.mgrid[0:size, 0:size] + 0.5
     if shape == "circle":
         return (x - cx) ** 2 + (y - cy) ** 2 <= r**2
