@@ -7,6 +7,13 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Under `pytest -n` every core already runs a worker: one torch thread each, or the workers'
+# thread pools fight over the cores (the CLI makes the same choice for the built-in models).
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    import torch
+
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 STBENCH = Path(os.environ.get("STORYMEM_STBENCH", REPO.parent / "shared" / "stbench"))
 

@@ -23,7 +23,8 @@ from storymem.models.transformer import StoryMemWanTransformer3DModel, padding_f
 from storymem.video import read_video
 
 HERE = Path(__file__).parent
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+# --standalone: a free rendezvous port, so two launches (pytest -n workers) never collide
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # 48x48 pixels -> 3x3 tokens per latent frame; 13 frames -> 4 latent frames: 36 tokens with no
 # memory (divides by 2), 45 with one memory frame and 63 with three (odd: padded by one frame).

@@ -214,7 +214,8 @@ def test_ddp_on_cpu_trains_in_two_processes(dataset, tmp_path):
 
     args = ["--data", dataset, "--steps", 3, "--rank", 4, "--model", "tiny", "--checkpoint-every", 3]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "storymem.cli", "train"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    launch = [*torchrun, "-m", "storymem.cli", "train"]
     ddp = subprocess.run([*launch, "--out", tmp_path / "ddp", *map(str, args)], env=env, capture_output=True, text=True)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert ddp.stdout.count("wrote ") == 1  # rank 0 alone reports

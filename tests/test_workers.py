@@ -12,6 +12,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'storymem[ray]')")
 
+# One local Ray cluster at a time: under `pytest -n`, these tests share one worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 BENCH = ["--model", "tiny", "--methods", "storymem,chain", "--extractor", "tiny", "--aesthetic-head", "none"]
 
 
