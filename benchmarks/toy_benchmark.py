@@ -26,18 +26,17 @@ from storymem.eval import load_evaluators
 from storymem.eval.bench import run_bench
 from storymem.pipelines import StoryMemPipeline
 from storymem.runner import write_json
-from storymem.toyworld import make_story
+from storymem.toyworld import write_stories
 
 BASELINES = ["storymem", "independent", "chain"]
 COLUMNS = ["identity", "identity_colour", "identity_intro", "consistency_overall"]
 SHOTS = {"single": 6, "multi": 8}
 
 
-def write_stories(folder: Path, count: int, characters: int) -> Path:
+def write_story_set(folder: Path, name: str, count: int, characters: int) -> Path:
+    """Stories 0..count-1 as `storymem toy-stories` writes them (single: 6 shots, 1 character)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        story, _ = make_story(i) if characters == 1 else make_story(i, num_shots=SHOTS["multi"], characters=characters)
-        write_json(folder / f"{story['story_name']}.json", story)
+    write_stories(folder, count, SHOTS[name], characters=1 if name == "single" else characters)
     return folder
 
 
@@ -55,8 +54,7 @@ def load_pipe(weights: Path | None, no_lora: bool):
 
 def bench_set(pipe, lora, name: str, args, evaluators) -> tuple[dict, int]:
     """{method label: means} for one set, and the shots generated."""
-    characters = 1 if name == "single" else args.characters
-    stories = write_stories(args.out / name / "stories", args.count, characters)
+    stories = write_story_set(args.out / name / "stories", name, args.count, args.characters)
     common = dict(seed=args.seed, lora=lora, progress=False)
     result = run_bench(pipe, [stories], BASELINES, args.out / name / "official", *evaluators, **common)
     rows = {m: result.summary[m] for m in BASELINES}

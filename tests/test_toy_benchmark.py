@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 from conftest import REPO
-from storymem.toyworld import make_story
 
 SCRIPT = REPO / "benchmarks" / "toy_benchmark.py"
 
@@ -19,17 +18,20 @@ def load_script():
     return module
 
 
-def test_story_sets_are_the_toy_stories_command_writes(tmp_path):
+def test_story_sets_are_the_toy_stories_command_writes(tmp_path, cli):
     bench = load_script()
-    single = bench.write_stories(tmp_path / "single", 3, characters=1)
-    multi = bench.write_stories(tmp_path / "multi", 3, characters=2)
-    for i in range(3):
-        story, _ = make_story(i)
-        assert json.loads((single / f"{story['story_name']}.json").read_text()) == story
-        story, _ = make_story(i, num_shots=8, characters=2)
-        assert len(story["characters"]) == 2 and sum(len(s["video_prompts"]) for s in story["scenes"]) == 8
-        assert json.loads((multi / f"{story['story_name']}.json").read_text()) == story
-    assert len(list(multi.iterdir())) == 3
+    single = bench.write_story_set(tmp_path / "single", "single", 3, characters=2)  # single ignores characters
+    multi = bench.write_story_set(tmp_path / "multi", "multi", 3, characters=2)
+    assert cli("toy-stories", "--out", tmp_path / "cli-single", "--count", 3)[0] == 0
+    assert cli("toy-stories", "--out", tmp_path / "cli-multi", "--count", 3, "--shots", 8, "--characters", 2)[0] == 0
+    for ours, theirs in ((single, tmp_path / "cli-single"), (multi, tmp_path / "cli-multi")):
+        files = sorted(p.name for p in ours.iterdir())
+        assert len(files) == 3 and files == sorted(p.name for p in theirs.iterdir())
+        assert all((ours / f).read_text() == (theirs / f).read_text() for f in files)
+    story = json.loads(next(multi.iterdir()).read_text())
+    assert len(story["characters"]) == 2 and sum(len(s["video_prompts"]) for s in story["scenes"]) == 8
+    story = json.loads(next(single.iterdir()).read_text())
+    assert "characters" not in story and sum(len(s["video_prompts"]) for s in story["scenes"]) == 6
 
 
 def test_an_unknown_set_is_refused_in_one_line(tmp_path):

@@ -618,8 +618,7 @@ def toy_stories(
     ] = 1,
 ) -> None:
     """Write toy-world stories (ST-Bench format) for the built-in `toy` model and its benchmark."""
-    from .files import write_json
-    from .toyworld import make_story
+    from .toyworld import write_stories
 
     if count < 1 or shots < 2:
         raise InputError("--count must be at least 1 and --shots at least 2")
@@ -631,9 +630,7 @@ def toy_stories(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"--out {out}: cannot create the folder ({e.strerror})") from None
-    for i in range(count):
-        story, _ = make_story(seed + i, num_shots=shots, characters=characters)
-        write_json(out / f"{story['story_name']}.json", story)
+    write_stories(out, count, shots, seed, characters)
     print(f"wrote {count} toy stories to {out}; run them with: storymem bench {out} --model toy --out toy-bench")
 
 

@@ -2,7 +2,7 @@
 format, and an identity metric that reads the look back from generated frames."""
 
 from .identity import identity_metrics, video_look
-from .stories import ToyShot, make_story, parse_caption
+from .stories import ToyShot, make_story, parse_caption, write_stories
 from .world import ACTIONS, ALL_LOOKS, COLOURS, NAMES, PATTERNS, PLACES, SHAPES, SHOTS, Look, render_clip
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "parse_caption",
     "render_clip",
     "video_look",
+    "write_stories",
 ]
