@@ -109,14 +109,11 @@ def _as_story(seed: int, shots: list[ToyShot], cuts: list[bool], overview: str) 
     return {"story_name": f"toy-{seed:04d}", "story_overview": overview, "scenes": scenes}
 
 
-def write_stories(folder: Path, count: int, shots: int = 6, seed: int = 0, characters: int = 1) -> list[Path]:
+def write_stories(folder: Path, count: int, shots: int = 6, seed: int = 0, characters: int = 1) -> None:
     """Story i (seed + i) as folder/<story_name>.json: the set `storymem toy-stories` writes and
     the toy benchmark runs. The folder must exist."""
     from ..files import write_json
 
-    paths = []
     for i in range(count):
         story, _ = make_story(seed + i, num_shots=shots, characters=characters)
-        paths.append(folder / f"{story['story_name']}.json")
-        write_json(paths[-1], story)
-    return paths
+        write_json(folder / f"{story['story_name']}.json", story)
