@@ -41,3 +41,44 @@ def test_an_unknown_set_is_refused_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "--sets: expected single, multi or single,multi, got 'single,pairs'" in result.stderr
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_the_stored_toy_results_give_the_readme_figures():
+    """The README quotes benchmarks/results/toy_*_seed*.json: each figure it states must be the
+    stored one (rounded as written), and each gain the difference of two stored columns."""
+    results = REPO / "benchmarks" / "results"
+    readme = " ".join((REPO / "README.md").read_text().split())  # wrapped lines read as one
+
+    def load(name: str) -> dict:
+        return json.loads((results / f"toy_{name}.json").read_text())[name.split("_")[0]]
+
+    def slashes(rows: dict, methods: list[str], column: str, digits: int = 3, names=None) -> str:
+        """'0.1 / 0.2' or, with names, 'storymem 0.1 / independent 0.2'."""
+        values = [f"{rows[m][column]:.{digits}f}" for m in methods]
+        return " / ".join(values if names is None else [f"{n} {v}" for n, v in zip(names, values, strict=True)])
+
+    def gain(rows: dict, better: str, worse: str) -> str:
+        return f"+{100 * (rows[better]['identity'] - rows[worse]['identity']):.1f} points"
+
+    multi0, multi1 = load("multi_seed0"), load("multi_seed1")
+    single0, single1 = load("single_seed0"), load("single_seed1")
+    four, three = ["storymem", "storymem-entity", "independent", "chain"], ["storymem", "independent", "chain"]
+    for label, method in zip(
+        ["storymem, official memory", "storymem, entity-aware memory", "independent", "chain"], four, strict=True
+    ):
+        cells = [f"{multi0[method][c]:.3f}" for c in ("identity", "identity_colour", "identity_intro")]
+        if method == "storymem-entity":
+            cells = [f"**{c}**" for c in cells]
+        assert f"| {label} | {' | '.join(cells)} |" in readme, label
+    expected = [
+        gain(multi0, "storymem-entity", "storymem"),  # +19.2
+        slashes(multi1, four, "identity", names=["official", "entity", "independent", "chain"]),
+        f"colour {slashes(multi1, four, 'identity_colour')}, intro {slashes(multi1, four, 'identity_intro')}",
+        gain(multi1, "storymem-entity", "storymem"),  # +14.2
+        f"single-character {slashes(single0, three, 'identity', names=three)} in identity",
+        gain(single0, "storymem", "independent"),  # +27.5
+        f"identity_colour {slashes(single0, three, 'identity_colour', 2)}",
+        f"{slashes(single1, three, 'identity', names=three)}, {gain(single1, 'storymem', 'independent')}",
+    ]
+    for text in expected:
+        assert text in readme, text
