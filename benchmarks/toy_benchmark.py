@@ -24,7 +24,7 @@ from pathlib import Path
 
 from storymem.eval import load_evaluators
 from storymem.eval.bench import run_bench
-from storymem.pipelines import StoryMemPipeline
+from storymem.models.toy import load_toy_pipeline
 from storymem.runner import write_json
 from storymem.toyworld import write_stories
 
@@ -38,18 +38,6 @@ def write_story_set(folder: Path, name: str, count: int, characters: int) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     write_stories(folder, count, SHOTS[name], characters=1 if name == "single" else characters)
     return folder
-
-
-def load_pipe(weights: Path | None, no_lora: bool):
-    if weights is None:
-        return StoryMemPipeline.from_preset("toy", lora=False if no_lora else None), None
-    from storymem.models.toy import build_toy_components
-
-    pipe = StoryMemPipeline(**build_toy_components(weights=weights), preset="toy")
-    lora = None if no_lora else str(weights / "lora")
-    if lora:
-        pipe.load_storymem_lora(lora)
-    return pipe, lora
 
 
 def bench_set(pipe, lora, name: str, args, evaluators) -> tuple[dict, int]:
@@ -84,7 +72,7 @@ def main() -> None:
     if not sets or set(sets) - set(SHOTS):
         parser.error(f"--sets: expected single, multi or single,multi, got {args.sets!r}")
 
-    pipe, lora = load_pipe(args.weights, args.no_lora)
+    pipe, lora = load_toy_pipeline(args.weights, lora=not args.no_lora)
     pipe.set_progress_bar_config(disable=True)
     evaluators = load_evaluators("auto", "toy")
     summary, generated, start = {}, 0, time.perf_counter()

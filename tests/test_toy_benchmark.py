@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "toy_benchmark.py"
@@ -82,3 +84,55 @@ def test_the_stored_toy_results_give_the_readme_figures():
     ]
     for text in expected:
         assert text in readme, text
+
+
+def load_shape_probe():
+    spec = importlib.util.spec_from_file_location("toy_shape_copy", REPO / "benchmarks" / "toy_shape_copy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shape_probe_examples_differ_in_every_scene_setting_and_cycle_the_shapes():
+    probe = load_shape_probe()
+    cases = probe.examples(9, seed=4)
+    assert [look.shape for look, _, _ in cases] == ["circle", "square", "triangle"] * 3
+    for _, target, other in cases:
+        assert other.place != target.place and other.action != target.action and other.shot != target.shot
+        assert target.look is None and target.caption().startswith("Pip ")  # the name only
+
+
+def test_shape_probe_summary_counts_attributes_and_confusions():
+    from storymem.toyworld import Look
+
+    probe = load_shape_probe()
+    triangle, square = Look("triangle", "red", "plain"), Look("square", "red", "plain")
+    records = [
+        {"condition": "memory-same", "truth": triangle, "found": triangle},
+        {"condition": "memory-same", "truth": triangle, "found": square},
+        {"condition": "memory-same", "truth": triangle, "found": Look("triangle", "blue", "striped")},
+        {"condition": "memory-same", "truth": square, "found": None},
+        {"condition": "text", "truth": square, "found": square},
+    ]
+    summary = probe.summarise(records)
+    assert set(summary) == {"memory-same", "text"}  # no records, no row
+    same = summary["memory-same"]
+    assert same["examples"] == 4
+    assert (same["shape"], same["colour"], same["pattern"], same["look"]) == (0.5, 0.5, 0.5, 0.25)
+    assert same["shape_confusion"] == {"square->none": 1, "triangle->square": 1, "triangle->triangle": 2}
+    assert summary["text"]["look"] == 1.0
+
+
+def test_shape_probe_runs_on_the_toy_model(tmp_path, monkeypatch, capsys):
+    probe, out = load_shape_probe(), tmp_path / "probe.json"
+    monkeypatch.setattr(sys, "argv", ["toy_shape_copy.py", "--count", "1", "--out", str(out)])
+    probe.main()
+    summary = json.loads(out.read_text())["summary"]
+    assert list(summary) == ["text", "memory-same", "memory-other"]
+    assert all(row["examples"] == 1 and sum(row["shape_confusion"].values()) == 1 for row in summary.values())
+    printed = capsys.readouterr().out
+    assert "memory-other" in printed and "shapes: circle->" in printed
+    monkeypatch.setattr(sys, "argv", ["toy_shape_copy.py", "--count", "0"])
+    with pytest.raises(SystemExit) as exit_info:
+        probe.main()
+    assert exit_info.value.code == 2 and "--count: expected at least 1, got 0" in capsys.readouterr().err

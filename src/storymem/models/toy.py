@@ -214,3 +214,17 @@ def build_toy_components(weights: str | Path | None = TOY_WEIGHTS, seed: int = 0
         t2v_transformer=t2v,
         t2v_transformer_2=t2v_low,
     )
+
+
+def load_toy_pipeline(weights: str | Path | None = None, lora: bool = True):
+    """(pipeline, LoRA folder or None) for toy weights from `scripts/train_toy_model.py`
+    (None: the shipped ones); `lora=False` leaves the M2V LoRA out (memory read by the base)."""
+    from ..pipelines import StoryMemPipeline
+
+    if weights is None:
+        return StoryMemPipeline.from_preset("toy", lora=None if lora else False), None
+    pipe = StoryMemPipeline(**build_toy_components(weights=weights), preset="toy")
+    source = str(Path(weights) / "lora") if lora else None
+    if source:
+        pipe.load_storymem_lora(source)
+    return pipe, source
