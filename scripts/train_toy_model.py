@@ -40,6 +40,9 @@ def main() -> None:
     stages = tuple(s.strip() for s in args.stages.split(","))
     if not stages or set(stages) - set(STAGES):
         parser.error(f"--stages: expected base, lora or base,lora, got {args.stages!r}")
+    for name in ("p_look_caption", "p_look_given", "p_memory"):
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"--{name.replace('_', '-')}: a probability from 0 to 1, got {getattr(args, name)}")
     config = RecipeConfig(**{f.name: getattr(args, f.name) for f in fields(RecipeConfig)})
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.time()

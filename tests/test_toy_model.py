@@ -182,6 +182,61 @@ def test_training_clips_are_the_same_as_tif_and_as_mp4(tmp_path):
         write_groups(tmp_path / "gif", RecipeConfig(out="", groups=1, clip_format="gif"), 13)
 
 
+def test_base_memory_examples_show_one_look_in_other_scenes():
+    """--p-memory: base examples whose look must come from memory frames of the same look in
+    other scenes; the condition marks the memory frames as given and the shot as not."""
+    from storymem.toyworld.identity import frame_look, video_look
+    from storymem.toyworld.recipe import RecipeConfig, memory_batch, memory_example
+
+    rng, config = np.random.default_rng(3), RecipeConfig(out="", p_look_given=0.0)
+    scenes = set()
+    for _ in range(6):
+        shot, look, clip, memory = memory_example(rng, 5, 3, config)
+        assert shot.look is None and shot.caption().startswith(f"{shot.name} ")  # the name only
+        assert video_look(clip, shot.place) == look
+        assert [frame_look(frame, scene.place) for scene, frame in memory] == [look] * 3
+        scenes |= {(scene.place, scene.action, scene.shot) for scene, _ in memory}
+    assert len(scenes) > 6  # other scenes, not copies of one
+
+    pipe = StoryMemPipeline.from_preset("toy", lora=False)
+    x0, condition, text = memory_batch(pipe, rng, 4, 5, 2, config)
+    assert x0.shape == (4, Z_DIM, 2 + 3, 16, 16) and condition.shape == (4, TEMPORAL + Z_DIM, 5, 16, 16)
+    assert text.shape[0] == 4
+    assert torch.equal(condition[:, :TEMPORAL], condition_mask(2, 5, 0, 16, 16, TEMPORAL).expand(4, -1, -1, -1, -1))
+    assert torch.equal(condition[:, TEMPORAL:, :2], x0[:, :, :2])  # the memory latents themselves
+    nothing_given = pipe.vae_encode(condition_pixels(None, 5, 32, 32))
+    assert torch.equal(condition[:, TEMPORAL:, 2:], nothing_given.expand(4, -1, -1, -1, -1))
+
+
+def test_base_training_with_memory_examples_runs_its_memory_path(tmp_path, monkeypatch):
+    """--p-memory 1: every base step reads memory; the batches reach the model with their
+    memory length, and the loss covers the shot only."""
+    from storymem.toyworld import recipe
+
+    seen = []
+    real = recipe.memory_batch
+
+    def spy(pipe, rng, size, frames, count, config):
+        seen.append(count)
+        return real(pipe, rng, size, frames, count, config)
+
+    monkeypatch.setattr(recipe, "memory_batch", spy)
+    monkeypatch.setattr(recipe, "base_batch", lambda *a: pytest.fail("a plain batch at p_memory 1"))
+    pipe = StoryMemPipeline(**build_toy_components(weights=None), preset="toy")
+    before = pipe.transformer.proj_out.weight.clone()
+
+    def spoil_memory_slots(module, args, kwargs, output):  # what the model says there must not count
+        prediction = output[0].clone()
+        prediction[:, :, : kwargs["num_memory_frames"]] += 1e6
+        return (prediction,)
+
+    pipe.transformer.register_forward_hook(spoil_memory_slots, with_kwargs=True)
+    config = recipe.RecipeConfig(out=str(tmp_path), base_steps=3, base_batch=2, p_memory=1.0, mixed_precision="no")
+    losses = recipe.train_base(pipe, config, tmp_path, progress=False)
+    assert len(losses) == 3 and max(losses) < 100 and set(seen) <= {1, 2, 3} and len(seen) == 3
+    assert not torch.equal(pipe.transformer.proj_out.weight, before)
+
+
 def test_training_script_refuses_an_unknown_stage(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_training_script(monkeypatch, "--stages", "base,fine")
@@ -190,6 +245,9 @@ def test_training_script_refuses_an_unknown_stage(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         run_training_script(monkeypatch, "--clip-format", "gif")
     assert "argument --clip-format: invalid choice: 'gif'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_training_script(monkeypatch, "--p-memory", "1.5")
+    assert "--p-memory: a probability from 0 to 1, got 1.5" in capsys.readouterr().err
 
 
 def test_main_command_runs_the_example_on_the_toy_model(tmp_path):

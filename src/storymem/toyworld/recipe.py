@@ -6,6 +6,11 @@
    (90%) name the character only ("Pip walks in the forest."), so the base model learns to carry
    a look over from a given frame, as Wan's I2V does. (At 50% the base copied the shape from its
    given frame in 0.60 of clips; at 10%, 0.73.)
+   With `p_memory` > 0 (default 0), that share of base steps are memory examples instead: the
+   look must come from 1-3 frames of the same look in other scenes (`memory_example`), so the base
+   itself learns to read memory. (Continuing the shipped base this way for 2400 steps at
+   p_memory 0.6 carried the colour from memory without any LoRA, but not the shape: see
+   benchmarks/toy_shape_copy.py and the README.)
 2. M2V LoRA: `storymem.train` on grouped clips: a group is one look under one random name, and
    its captions mostly name the character only, so the look must come from memory frames of the
    group's other clips (as in a story's later shots).
@@ -51,6 +56,7 @@ class RecipeConfig:
     max_memory: int = 6
     p_look_caption: float = 0.1  # share of M2V captions that still spell the look out
     p_look_given: float = 0.1  # share of base I2V captions (first frame given) that spell the look out
+    p_memory: float = 0.0  # share of base steps whose batch reads its look from memory frames (M2V)
     mixed_precision: str = "bf16"  # no | bf16: autocast for both stages (weights stay fp32)
     clip_format: str = "mp4"  # mp4 (lossless H.264) | tif (multi-page, for machines without ffmpeg)
     seed: int = 0
@@ -98,6 +104,37 @@ def base_batch(pipe, rng: np.random.Generator, size: int, frames: int, config: R
     return x0, condition, pipe.encode_prompts(captions)
 
 
+def memory_example(rng: np.random.Generator, frames: int, count: int, config: RecipeConfig):
+    """(shot, look, clip, memory): a clip whose caption mostly names the character only, and
+    `count` (scene, frame) pairs showing the same look in other random scenes."""
+    shot, look = random_shot(rng, describe=rng.random() < config.p_look_given)
+    clip = render_clip(look, shot.place, shot.action, shot.shot, frames=frames)
+    memory = []
+    for _ in range(count):
+        scene, _ = random_shot(rng, look)
+        memory.append(
+            (scene, render_clip(look, scene.place, scene.action, scene.shot, frames=frames)[rng.integers(frames)])
+        )
+    return shot, look, clip, memory
+
+
+def memory_batch(pipe, rng: np.random.Generator, size: int, frames: int, count: int, config: RecipeConfig):
+    """(x0 = [memory | video], condition, text) for base examples whose look must come from
+    `count` memory frames (`memory_example`); nothing else is given."""
+    clips, memories, captions = [], [], []
+    for _ in range(size):
+        shot, _, clip, memory = memory_example(rng, frames, count, config)
+        clips.append(to_pixels(clip))
+        memories += [to_pixels(frame[None]) for _, frame in memory]
+        captions.append(shot.caption() if rng.random() >= 0.1 else "")
+    video = pipe.vae_encode(torch.stack(clips))
+    memory = pipe.vae_encode(torch.stack(memories))  # [B * count, C, 1, h, w]
+    memory = memory.unflatten(0, (size, count)).squeeze(3).transpose(1, 2)  # [B, C, count, h, w]
+    zero_video = pipe.vae_encode(condition_pixels(None, frames, *clips[0].shape[-2:]))  # nothing given
+    condition = pipe.assemble_condition(memory, zero_video.expand(size, -1, -1, -1, -1), 0, frames)
+    return torch.cat([memory, video], dim=2), condition, pipe.encode_prompts(captions)
+
+
 def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) -> list[float]:
     """Trains pipe.transformer from its random init, on a CUDA GPU when there is one; leaves the
     EMA weights in it, on the CPU. Clips, noise and noise levels are drawn on the CPU, so a GPU
@@ -123,14 +160,21 @@ def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) ->
     losses = []
     bar = tqdm(range(config.base_steps), desc="base model", disable=not progress)
     for step in bar:
+        # (no draw at all when p_memory is 0, so the shipped recipe's examples stay as they were)
+        num_memory = int(rng.integers(1, 4)) if config.p_memory > 0 and rng.random() < config.p_memory else 0
         with torch.no_grad():
-            x0, condition, text = base_batch(pipe, rng, config.base_batch, frames, config)
+            if num_memory:
+                x0, condition, text = memory_batch(pipe, rng, config.base_batch, frames, num_memory, config)
+            else:
+                x0, condition, text = base_batch(pipe, rng, config.base_batch, frames, config)
+        x0, condition, text = x0.to(device), condition.to(device), text.to(device)
         noise = torch.randn(x0.shape, generator=generator).to(device)
         sigma = sample_sigmas(len(x0), "high", shift, 0.0, generator).to(device).view(-1, 1, 1, 1, 1)
         x = model_input((1 - sigma) * x0 + sigma * noise, condition)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16"):
-            prediction = model(x, sigma.flatten() * 1000, text, return_dict=False)[0]
-        loss = torch.nn.functional.mse_loss(prediction.float(), noise - x0)
+            prediction = model(x, sigma.flatten() * 1000, text, return_dict=False, num_memory_frames=num_memory)[0]
+        # the loss covers the shot only, as in the M2V trainer
+        loss = torch.nn.functional.mse_loss(prediction.float()[:, :, num_memory:], (noise - x0)[:, :, num_memory:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
