@@ -130,8 +130,8 @@ def memory_batch(pipe, rng: np.random.Generator, size: int, frames: int, count: 
     video = pipe.vae_encode(torch.stack(clips))
     memory = pipe.vae_encode(torch.stack(memories))  # [B * count, C, 1, h, w]
     memory = memory.unflatten(0, (size, count)).squeeze(3).transpose(1, 2)  # [B, C, count, h, w]
-    zero_video = pipe.vae_encode(condition_pixels(None, frames, *clips[0].shape[-2:]))  # nothing given
-    condition = pipe.assemble_condition(memory, zero_video.expand(size, -1, -1, -1, -1), 0, frames)
+    nothing_given = pipe.encode_video_condition([], frames, *clips[0].shape[-2:])  # encoded once, cached
+    condition = pipe.assemble_condition(memory, nothing_given.expand(size, -1, -1, -1, -1), 0, frames)
     return torch.cat([memory, video], dim=2), condition, pipe.encode_prompts(captions)
 
 
@@ -167,7 +167,6 @@ def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) ->
                 x0, condition, text = memory_batch(pipe, rng, config.base_batch, frames, num_memory, config)
             else:
                 x0, condition, text = base_batch(pipe, rng, config.base_batch, frames, config)
-        x0, condition, text = x0.to(device), condition.to(device), text.to(device)
         noise = torch.randn(x0.shape, generator=generator).to(device)
         sigma = sample_sigmas(len(x0), "high", shift, 0.0, generator).to(device).view(-1, 1, 1, 1, 1)
         x = model_input((1 - sigma) * x0 + sigma * noise, condition)
