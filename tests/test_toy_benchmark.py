@@ -136,3 +136,60 @@ def test_shape_probe_runs_on_the_toy_model(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         probe.main()
     assert exit_info.value.code == 2 and "--count: expected at least 1, got 0" in capsys.readouterr().err
+
+
+def load_feature_probe():
+    spec = importlib.util.spec_from_file_location("toy_shape_features", REPO / "benchmarks" / "toy_shape_features.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_feature_probe_finds_the_character_tokens_of_each_latent_frame():
+    import numpy as np
+
+    from storymem.toyworld.world import background
+
+    probe = load_feature_probe()
+    frames = np.stack([background("snow", 32)] * 5)
+    frames[3, 5, 9] = (220, 40, 40)  # one character pixel in frame 3: token (row 1, column 2)
+    mask = probe.character_tokens(frames, "snow")
+    assert mask.shape == (5, 8, 8) and mask.sum() == 1 and mask[3, 1, 2]
+    latent = probe.latent_frame_tokens(mask)  # frame 0 alone, then frames 1-2 and 3-4
+    assert latent.shape == (3, 8, 8) and latent.sum() == 1 and latent[2, 1, 2]
+    mask[0, 7, 7] = True
+    assert probe.latent_frame_tokens(mask)[0, 7, 7]
+
+
+def test_feature_probe_pools_over_the_mask_and_its_classifier_tells_signal_from_noise():
+    import numpy as np
+    import torch
+
+    probe = load_feature_probe()
+    hidden = torch.arange(2 * 1 * 2 * 2 * 1, dtype=torch.float32).reshape(2, 1, 2, 2, 1)
+    mask = torch.tensor([[[[True, False], [False, True]]], [[[False, False], [False, False]]]])
+    assert probe.pooled(hidden, mask).flatten().tolist() == [1.5, 0.0]  # mean of 0 and 3; nothing -> 0
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(300) % 3
+    signal = rng.normal(size=(300, 16))
+    signal[:, 4] += 8 * labels  # one feature tells the class
+    assert probe.probe_accuracy(signal, labels) > 0.95
+    assert probe.probe_accuracy(rng.normal(size=(300, 16)), labels) < 0.5
+
+
+def test_feature_probe_runs_on_the_toy_model(tmp_path, monkeypatch, capsys):
+    probe, out = load_feature_probe(), tmp_path / "features.json"
+    monkeypatch.setattr(sys, "argv", ["toy_shape_features.py", "--count", "12", "--memory", "2", "--out", str(out)])
+    probe.main()
+    result = json.loads(out.read_text())
+    assert list(result["accuracy"]) == list(probe.FEATURES)
+    assert all(list(layers) == ["0", "1", "2", "3", "4"] for layers in result["accuracy"].values())
+    assert "shot tokens, memory" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["toy_shape_features.py", "--sigma", "0"])
+    with pytest.raises(SystemExit) as exit_info:
+        probe.main()
+    assert (
+        exit_info.value.code == 2
+        and "--sigma: expected a noise level above 0 and at most 1, got 0.0" in capsys.readouterr().err
+    )
