@@ -193,3 +193,30 @@ def test_feature_probe_runs_on_the_toy_model(tmp_path, monkeypatch, capsys):
         exit_info.value.code == 2
         and "--sigma: expected a noise level above 0 and at most 1, got 0.0" in capsys.readouterr().err
     )
+
+
+def test_the_readme_shape_tables_are_the_stored_results():
+    """The README's two shape-probe tables quote benchmarks/results/toy_shape_{copy,features}_*.json."""
+    results, readme = REPO / "benchmarks" / "results", (REPO / "README.md").read_text()
+    copy_rows = {
+        "shipped": "shipped",
+        "shipped, no LoRA": "shipped_nolora",
+        "seed 1 (float32)": "seed1",
+        "6 layers of width 160, from scratch, no LoRA": "6layers_nolora",
+        "shipped base + 2400 steps at `--p-memory 0.6`, no LoRA": "memory_pretrained_nolora",
+        "shipped base + 6000 steps at `--p-memory 0.8`, no LoRA": "memory6000_nolora",
+    }
+    for label, name in copy_rows.items():
+        summary = json.loads((results / f"toy_shape_copy_{name}.json").read_text())["summary"]
+        cells = [summary[c]["shape"] for c in ("text", "memory-same", "memory-other")]
+        cells.append(summary["memory-other"]["colour"])
+        assert f"| {label} | {' | '.join(f'{v:.3f}' for v in cells)} |" in readme, label
+    feature_rows = {
+        "shipped": "shipped",
+        "shipped, no LoRA": "shipped_nolora",
+        "shipped base + 6000 steps at `--p-memory 0.8`, no LoRA": "memory6000_nolora",
+    }
+    for label, name in feature_rows.items():
+        accuracy = json.loads((results / f"toy_shape_features_{name}.json").read_text())["accuracy"]
+        cells = [accuracy[feature]["4"] for feature in ("memory tokens", "shot tokens, text", "shot tokens, memory")]
+        assert f"| {label} | {' | '.join(f'{v:.3f}' for v in cells)} |" in readme, label
