@@ -205,18 +205,33 @@ def test_the_readme_shape_tables_are_the_stored_results():
         "6 layers of width 160, from scratch, no LoRA": "6layers_nolora",
         "shipped base + 2400 steps at `--p-memory 0.6`, no LoRA": "memory_pretrained_nolora",
         "shipped base + 6000 steps at `--p-memory 0.8`, no LoRA": "memory6000_nolora",
+        "shipped base + 12000 steps at `--p-memory 0.8`, no LoRA": "memory12000_nolora",
     }
     for label, name in copy_rows.items():
         summary = json.loads((results / f"toy_shape_copy_{name}.json").read_text())["summary"]
         cells = [summary[c]["shape"] for c in ("text", "memory-same", "memory-other")]
         cells.append(summary["memory-other"]["colour"])
-        assert f"| {label} | {' | '.join(f'{v:.3f}' for v in cells)} |" in readme, label
+        text = [f"{v:.3f}" for v in cells]
+        if name == "memory12000_nolora":
+            text[2] = f"**{text[2]}**"
+        assert f"| {label} | {' | '.join(text)} |" in readme, label
     feature_rows = {
         "shipped": "shipped",
         "shipped, no LoRA": "shipped_nolora",
         "shipped base + 6000 steps at `--p-memory 0.8`, no LoRA": "memory6000_nolora",
+        "shipped base + 12000 steps at `--p-memory 0.8`, no LoRA": "memory12000_nolora",
     }
     for label, name in feature_rows.items():
         accuracy = json.loads((results / f"toy_shape_features_{name}.json").read_text())["accuracy"]
         cells = [accuracy[feature]["4"] for feature in ("memory tokens", "shot tokens, text", "shot tokens, memory")]
         assert f"| {label} | {' | '.join(f'{v:.3f}' for v in cells)} |" in readme, label
+    single = json.loads((results / "toy_single20_memory12000_nolora.json").read_text())["single"]
+    flat = " ".join(readme.split())
+    quoted = " / ".join(f"{m} {single[m]['identity']:.2f}" for m in ("storymem", "independent", "chain"))
+    assert quoted.replace("storymem 0.54", "storymem **0.54**") in flat
+    gain = 100 * (single["storymem"]["identity"] - single["independent"]["identity"])
+    assert f"(+{gain:.0f} points over independent;" in flat
+    assert (
+        f"identity_colour {single['storymem']['identity_colour']:.2f}, identity_intro {single['storymem']['identity_intro']:.2f}"
+        in flat
+    )
