@@ -31,18 +31,17 @@ from storymem.conditioning import model_input
 from storymem.files import write_json
 from storymem.models.toy import load_toy_pipeline
 from storymem.toyworld import ALL_LOOKS, SHAPES, ToyShot, render_clip
+from storymem.toyworld.identity import foreground
 from storymem.toyworld.recipe import random_shot, to_pixels
-from storymem.toyworld.world import background
 
 FEATURES = ("memory tokens", "shot tokens, text", "shot tokens, memory")
 
 
 def character_tokens(frames: np.ndarray, place: str, token: int = 4) -> np.ndarray:
     """bool [F, H/token, W/token]: the token-sized squares of uint8 frames [F, H, W, 3] that hold
-    any pixel of the character (any pixel that differs from the place's empty background)."""
+    any pixel of the character (the identity reader's foreground)."""
     f, h, w, _ = frames.shape
-    differs = (frames != background(place, h)).any(-1)
-    return differs.reshape(f, h // token, token, w // token, token).any((2, 4))
+    return foreground(frames, place).reshape(f, h // token, token, w // token, token).any((2, 4))
 
 
 def latent_frame_tokens(mask: np.ndarray, temporal: int = 2) -> np.ndarray:
@@ -98,7 +97,7 @@ def layer_outputs(model):
             handle.remove()
 
 
-def examples(count: int, memory: int, frames: int, seed: int):
+def examples(count: int, memory: int, frames: int, seed: int, token: int = 4):
     """(look, shot, clip, memory frames, their character masks): shapes in turn; memory frames
     are single frames of the same look in random other scenes."""
     rng = np.random.default_rng(seed)
@@ -112,7 +111,7 @@ def examples(count: int, memory: int, frames: int, seed: int):
             scene, _ = random_shot(rng, look)
             frame = render_clip(look, scene.place, scene.action, scene.shot, frames=frames)[rng.integers(frames)]
             memory_frames.append(frame)
-            masks.append(character_tokens(frame[None], scene.place)[0])
+            masks.append(character_tokens(frame[None], scene.place, token)[0])
         yield look, shot, clip, memory_frames, np.stack(masks)
 
 
@@ -131,7 +130,7 @@ def collect(pipe, count: int, memory: int, sigma: float, seed: int, batch: int =
     generator = torch.Generator().manual_seed(seed)
     features: dict[str, dict[int, list]] = {name: {} for name in FEATURES}
     labels = []
-    cases = list(examples(count, memory, frames, seed))
+    cases = list(examples(count, memory, frames, seed, token))
     with layer_outputs(model) as captured:
         for start in tqdm(range(0, count, batch), desc="batches"):
             looks, shots, clips, memories, memory_masks = zip(*cases[start : start + batch], strict=True)
@@ -140,6 +139,7 @@ def collect(pipe, count: int, memory: int, sigma: float, seed: int, batch: int =
             x0 = pipe.vae_encode(torch.stack([to_pixels(clip) for clip in clips]))
             memory_latents = pipe.vae_encode(torch.stack([to_pixels(f[None]) for frames_ in memories for f in frames_]))
             memory_latents = memory_latents.unflatten(0, (size, memory)).squeeze(3).transpose(1, 2)
+            memory_masks = torch.from_numpy(np.stack(memory_masks))
             shot_masks = torch.from_numpy(
                 np.stack(
                     [
@@ -171,8 +171,7 @@ def collect(pipe, count: int, memory: int, sigma: float, seed: int, batch: int =
             for layer in captured:
                 states = on_grid(captured[layer], grid)
                 features["shot tokens, memory"].setdefault(layer, []).append(pooled(states[:, memory:], shot_masks))
-                masks = torch.from_numpy(np.stack(memory_masks))
-                features["memory tokens"].setdefault(layer, []).append(pooled(states[:, :memory], masks))
+                features["memory tokens"].setdefault(layer, []).append(pooled(states[:, :memory], memory_masks))
     stacked = {name: {k: torch.cat(v).numpy() for k, v in layers.items()} for name, layers in features.items()}
     return stacked, np.array(labels)
 
