@@ -232,7 +232,8 @@ def test_base_training_with_memory_examples_runs_its_memory_path(tmp_path, monke
 
     pipe.transformer.register_forward_hook(spoil_memory_slots, with_kwargs=True)
     config = recipe.RecipeConfig(out=str(tmp_path), base_steps=3, base_batch=2, p_memory=1.0, mixed_precision="no")
-    losses = recipe.train_base(pipe, config, tmp_path, progress=False)
+    losses = recipe.train_base(pipe, config, tmp_path / "work", progress=False)  # a folder it makes
+    assert json.loads((tmp_path / "work" / "base_losses.json").read_text()) == losses
     assert len(losses) == 3 and max(losses) < 100 and set(seen) <= {1, 2, 3} and len(seen) == 3
     assert not torch.equal(pipe.transformer.proj_out.weight, before)
 

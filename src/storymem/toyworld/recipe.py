@@ -187,6 +187,7 @@ def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) ->
     model.load_state_dict(ema.module.state_dict())
     model.eval().requires_grad_(False)
     pipe.to("cpu")
+    work.mkdir(parents=True, exist_ok=True)
     write_json(work / "base_losses.json", losses)
     return losses
 
