@@ -2,6 +2,7 @@
 
     python scripts/train_toy_model.py                      # the shipped recipe (38 min on 2 CPU cores with fast bf16)
     python scripts/train_toy_model.py --out /tmp/toy --weights /tmp/toy/weights --base-steps 50 --lora-steps 20
+    python scripts/train_toy_model.py --stages base --init DIR --weights DIR2 --p-memory 0.8  # continue a base
 
 Stage 1 (base) trains the base I2V network on single toy clips; stage 2 (lora) trains the StoryMem
 M2V LoRA on grouped clips with `storymem.train`. Both use a CUDA GPU when there is one; `--stages`
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from storymem.models.toy import TOY_WEIGHTS
+from storymem.models.toy import BASE_FILE, TOY_WEIGHTS
 from storymem.toyworld.recipe import STAGES, RecipeConfig, make_toy_model
 
 
@@ -43,6 +44,11 @@ def main() -> None:
     for name in ("p_look_caption", "p_look_given", "p_memory"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')}: a probability from 0 to 1, got {getattr(args, name)}")
+    if args.init and "base" not in stages:
+        parser.error("--init: continues the base stage; with --stages lora the LoRA trains on the base in --weights")
+    for option, folder in (("--init", args.init), ("--weights", args.weights if "base" not in stages else "")):
+        if folder and not (Path(folder) / BASE_FILE).is_file():
+            parser.error(f"{option}: no {BASE_FILE} in {folder} (make one with --stages base)")
     config = RecipeConfig(**{f.name: getattr(args, f.name) for f in fields(RecipeConfig)})
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.time()

@@ -251,6 +251,38 @@ def test_training_script_refuses_an_unknown_stage(monkeypatch, capsys):
     assert "--p-memory: a probability from 0 to 1, got 1.5" in capsys.readouterr().err
 
 
+def test_training_script_refuses_a_base_it_cannot_start_from(tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refusals = {
+        ("--stages", "base", "--init", str(empty)): f"--init: no base.safetensors in {empty} (make one with",
+        ("--stages", "lora", "--init", str(TOY_WEIGHTS)): "--init: continues the base stage; with --stages lora",
+        ("--stages", "lora", "--weights", str(empty)): f"--weights: no base.safetensors in {empty} (make one with",
+    }
+    for args, message in refusals.items():
+        with pytest.raises(SystemExit) as exit_info:
+            run_training_script(monkeypatch, "--out", str(tmp_path / "work"), *args)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [empty] and not list(empty.iterdir())  # refused before writing anything
+
+
+def test_training_script_continues_a_base_from_init(tmp_path, monkeypatch):
+    """--init DIR: the base stage starts from DIR's weights (at learning rate 0 it keeps them),
+    not from random ones."""
+    from safetensors.torch import load_file
+
+    shipped = load_file(str(TOY_WEIGHTS / "base.safetensors"))
+    small = ["--out", str(tmp_path / "work"), "--stages", "base", "--mixed-precision", "no",
+             "--base-steps", "2", "--base-batch", "2", "--base-lr", "0"]  # fmt: skip
+    run_training_script(monkeypatch, *small, "--init", str(TOY_WEIGHTS), "--weights", str(tmp_path / "kept"))
+    run_training_script(monkeypatch, *small, "--weights", str(tmp_path / "random"))
+    kept, random = (load_file(str(tmp_path / name / "base.safetensors")) for name in ("kept", "random"))
+    assert kept.keys() == shipped.keys() == random.keys()
+    weight = "transformer.blocks.0.attn1.to_q.weight"
+    assert all(torch.allclose(kept[k], shipped[k], atol=1e-6) for k in shipped)
+    assert not torch.allclose(random[weight], shipped[weight], atol=1e-2)
+
+
 def test_main_command_runs_the_example_on_the_toy_model(tmp_path):
     """The README's main command, as a user types it: no model named, no network."""
     example = REPO / "examples" / "toy-tam.json"

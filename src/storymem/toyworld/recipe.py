@@ -16,7 +16,8 @@
    its captions mostly name the character only, so the look must come from memory frames of the
    group's other clips (as in a story's later shots).
 
-`scripts/train_toy_model.py` runs both and writes `models/toy_weights/`.
+`scripts/train_toy_model.py` runs both and writes `models/toy_weights/`; `--init DIR` continues
+the base stage from weights already made instead of random ones.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class RecipeConfig:
     p_memory: float = 0.0  # share of base steps whose batch reads its look from memory frames (M2V)
     mixed_precision: str = "bf16"  # no | bf16: autocast for both stages (weights stay fp32)
     clip_format: str = "mp4"  # mp4 (lossless H.264) | tif (multi-page, for machines without ffmpeg)
+    init: str = ""  # a weights folder the base stage continues from ("": random weights)
     seed: int = 0
 
 
@@ -137,7 +139,7 @@ def memory_batch(pipe, rng: np.random.Generator, size: int, frames: int, count: 
 
 
 def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) -> list[float]:
-    """Trains pipe.transformer from its random init, on a CUDA GPU when there is one; leaves the
+    """Trains pipe.transformer from its current weights (random, or `init`'s), on a CUDA GPU when there is one; leaves the
     EMA weights in it, on the CPU. Clips, noise and noise levels are drawn on the CPU, so a GPU
     sees the same examples as a CPU."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -242,7 +244,7 @@ def make_toy_model(
     work = Path(config.out)
     work.mkdir(parents=True, exist_ok=True)
     if "base" in stages:
-        pipe = StoryMemPipeline(**build_toy_components(weights=None), preset="toy")
+        pipe = StoryMemPipeline(**build_toy_components(weights=config.init or None), preset="toy")
         base_losses = train_base(pipe, config, work, progress)
         save_base(pipe, weights_out)
     else:
