@@ -205,6 +205,8 @@ def test_the_readme_shape_tables_are_the_stored_results():
         "shipped base + 2400 steps at `--p-memory 0.6`, no LoRA": "memory_pretrained_nolora",
         "shipped base + 6000 steps at `--p-memory 0.8`, no LoRA": "memory6000_nolora",
         "shipped base + 12000 steps at `--p-memory 0.8`, no LoRA": "memory12000_nolora",
+        "the same with the recipe's M2V LoRA trained on it": "memory12000",
+        "from scratch, 9000 steps at `--p-memory 0.7`, no LoRA": "scratch9000_nolora",
     }
     for label, name in copy_rows.items():
         summary = json.loads((results / f"toy_shape_copy_{name}.json").read_text())["summary"]
