@@ -236,3 +236,15 @@ def test_the_readme_shape_tables_are_the_stored_results():
         f"identity_colour {single['storymem']['identity_colour']:.2f}, identity_intro {single['storymem']['identity_intro']:.2f}"
         in flat
     )
+    with_lora = json.loads((results / "toy_single20_memory12000.json").read_text())["single"]
+    identities = " / ".join(f"{m} {with_lora[m]['identity']:.2f}" for m in ("storymem", "independent", "chain"))
+    gain = 100 * (with_lora["storymem"]["identity"] - with_lora["independent"]["identity"])
+    assert f"identity {identities} (+{gain:.0f} points)" in flat
+    multi = json.loads((results / "toy_multi_memory12000_nolora.json").read_text())["multi"]
+    methods = ("storymem", "storymem-entity", "independent", "chain")
+    identity, colour = ([f"{multi[m][column]:.3f}" for m in methods] for column in ("identity", "identity_colour"))
+    official, entity, independent, chain = identity
+    assert f"identity official {official} / entity-aware {entity} / independent {independent} / chain {chain}" in flat
+    assert f"colour {' / '.join(colour)}." in flat
+    gap = 100 * (multi["storymem-entity"]["identity"] - multi["storymem"]["identity"])
+    assert f"+{gap:.1f} points above the official policy (+19.2" in flat

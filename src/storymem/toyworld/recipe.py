@@ -11,7 +11,8 @@
    itself learns to read memory. (Continuing the shipped base this way for 2400 steps at
    p_memory 0.6 carried the colour from memory without any LoRA, but not the shape; 12000 steps
    at 0.8 carried the shape from another scene in 0.60 of examples, against 0.40, and lifted
-   single-story identity from 0.30 to 0.54: see benchmarks/toy_shape_copy.py and the README.)
+   single-story identity from 0.30 to 0.54; from random weights, 9000 steps at 0.7 left it at
+   chance: see benchmarks/toy_shape_copy.py and the README.)
 2. M2V LoRA: `storymem.train` on grouped clips: a group is one look under one random name, and
    its captions mostly name the character only, so the look must come from memory frames of the
    group's other clips (as in a story's later shots).
