@@ -248,3 +248,6 @@ def test_the_readme_shape_tables_are_the_stored_results():
     assert f"colour {' / '.join(colour)}." in flat
     gap = 100 * (multi["storymem-entity"]["identity"] - multi["storymem"]["identity"])
     assert f"+{gap:.1f} points above the official policy (+19.2" in flat
+    multi = json.loads((results / "toy_multi_memory12000.json").read_text())["multi"]
+    official, entity = (multi[m]["identity"] for m in ("storymem", "storymem-entity"))
+    assert f"official {official:.3f} / entity-aware {entity:.3f}, +{100 * (entity - official):.1f} points." in flat
