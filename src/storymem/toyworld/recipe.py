@@ -140,8 +140,8 @@ def memory_batch(pipe, rng: np.random.Generator, size: int, frames: int, count: 
 
 
 def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) -> list[float]:
-    """Trains pipe.transformer from its current weights (random, or `init`'s), on a CUDA GPU when there is one; leaves the
-    EMA weights in it, on the CPU. Clips, noise and noise levels are drawn on the CPU, so a GPU
+    """Trains pipe.transformer from its current weights (random, or `init`'s), on a CUDA GPU when
+    there is one; leaves the EMA weights in it, on the CPU. Clips, noise and noise levels are drawn on the CPU, so a GPU
     sees the same examples as a CPU."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     pipe.to(device)
