@@ -50,14 +50,17 @@ def test_an_unknown_set_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "summary.json").exists()
 
 
+def stored_result(name: str) -> dict:
+    return json.loads((REPO / "benchmarks" / "results" / f"{name}.json").read_text())
+
+
 def test_the_stored_toy_results_give_the_readme_figures():
     """The README quotes benchmarks/results/toy_*_seed*.json: each figure it states must be the
     stored one (rounded as written), and each gain the difference of two stored columns."""
-    results = REPO / "benchmarks" / "results"
     readme = " ".join((REPO / "README.md").read_text().split())  # wrapped lines read as one
 
     def load(name: str) -> dict:
-        return json.loads((results / f"toy_{name}.json").read_text())[name.split("_")[0]]
+        return stored_result(f"toy_{name}")[name.split("_")[0]]
 
     def slashes(rows: dict, methods: list[str], column: str, digits: int = 3, names=None) -> str:
         """'0.1 / 0.2' or, with names, 'storymem 0.1 / independent 0.2'."""
@@ -194,9 +197,13 @@ def test_feature_probe_runs_on_the_toy_model(tmp_path, monkeypatch, capsys):
     )
 
 
+def table_row(label: str, cells: list[str]) -> str:
+    return f"| {label} | {' | '.join(cells)} |"
+
+
 def test_the_readme_shape_tables_are_the_stored_results():
     """The README's two shape-probe tables quote benchmarks/results/toy_shape_{copy,features}_*.json."""
-    results, readme = REPO / "benchmarks" / "results", (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     copy_rows = {
         "shipped": "shipped",
         "shipped, no LoRA": "shipped_nolora",
@@ -209,13 +216,13 @@ def test_the_readme_shape_tables_are_the_stored_results():
         "from scratch, 9000 steps at `--p-memory 0.7`, no LoRA": "scratch9000_nolora",
     }
     for label, name in copy_rows.items():
-        summary = json.loads((results / f"toy_shape_copy_{name}.json").read_text())["summary"]
+        summary = stored_result(f"toy_shape_copy_{name}")["summary"]
         cells = [summary[c]["shape"] for c in ("text", "memory-same", "memory-other")]
         cells.append(summary["memory-other"]["colour"])
         text = [f"{v:.3f}" for v in cells]
         if name == "memory12000_nolora":
             text[2] = f"**{text[2]}**"
-        assert f"| {label} | {' | '.join(text)} |" in readme, label
+        assert table_row(label, text) in readme, label
     feature_rows = {
         "shipped": "shipped",
         "shipped, no LoRA": "shipped_nolora",
@@ -223,11 +230,15 @@ def test_the_readme_shape_tables_are_the_stored_results():
         "shipped base + 12000 steps at `--p-memory 0.8`, no LoRA": "memory12000_nolora",
     }
     for label, name in feature_rows.items():
-        accuracy = json.loads((results / f"toy_shape_features_{name}.json").read_text())["accuracy"]
+        accuracy = stored_result(f"toy_shape_features_{name}")["accuracy"]
         cells = [accuracy[feature]["4"] for feature in ("memory tokens", "shot tokens, text", "shot tokens, memory")]
-        assert f"| {label} | {' | '.join(f'{v:.3f}' for v in cells)} |" in readme, label
-    single = json.loads((results / "toy_single20_memory12000_nolora.json").read_text())["single"]
-    flat = " ".join(readme.split())
+        assert table_row(label, [f"{v:.3f}" for v in cells]) in readme, label
+
+
+def test_the_readme_memory_training_story_figures_are_the_stored_results():
+    """The story figures for the memory-trained (12000-step) base, with and without its LoRA."""
+    flat = " ".join((REPO / "README.md").read_text().split())
+    single = stored_result("toy_single20_memory12000_nolora")["single"]
     quoted = " / ".join(f"{m} {single[m]['identity']:.2f}" for m in ("independent", "chain"))
     assert f"storymem **{single['storymem']['identity']:.2f}** / {quoted}" in flat
     gain = 100 * (single["storymem"]["identity"] - single["independent"]["identity"])
@@ -236,11 +247,11 @@ def test_the_readme_shape_tables_are_the_stored_results():
         f"identity_colour {single['storymem']['identity_colour']:.2f}, identity_intro {single['storymem']['identity_intro']:.2f}"
         in flat
     )
-    with_lora = json.loads((results / "toy_single20_memory12000.json").read_text())["single"]
+    with_lora = stored_result("toy_single20_memory12000")["single"]
     identities = " / ".join(f"{m} {with_lora[m]['identity']:.2f}" for m in ("storymem", "independent", "chain"))
     gain = 100 * (with_lora["storymem"]["identity"] - with_lora["independent"]["identity"])
     assert f"identity {identities} (+{gain:.0f} points)" in flat
-    multi = json.loads((results / "toy_multi_memory12000_nolora.json").read_text())["multi"]
+    multi = stored_result("toy_multi_memory12000_nolora")["multi"]
     methods = ("storymem", "storymem-entity", "independent", "chain")
     identity, colour = ([f"{multi[m][column]:.3f}" for m in methods] for column in ("identity", "identity_colour"))
     official, entity, independent, chain = identity
@@ -248,6 +259,6 @@ def test_the_readme_shape_tables_are_the_stored_results():
     assert f"colour {' / '.join(colour)}." in flat
     gap = 100 * (multi["storymem-entity"]["identity"] - multi["storymem"]["identity"])
     assert f"+{gap:.1f} points above the official policy (+19.2" in flat
-    multi = json.loads((results / "toy_multi_memory12000.json").read_text())["multi"]
+    multi = stored_result("toy_multi_memory12000")["multi"]
     official, entity = (multi[m]["identity"] for m in ("storymem", "storymem-entity"))
     assert f"official {official:.3f} / entity-aware {entity:.3f}, +{100 * (entity - official):.1f} points." in flat
