@@ -2,11 +2,14 @@
 
     python scripts/train_toy_model.py                      # the shipped recipe (38 min on 2 CPU cores with fast bf16)
     python scripts/train_toy_model.py --out /tmp/toy --weights /tmp/toy/weights --base-steps 50 --lora-steps 20
-    python scripts/train_toy_model.py --stages base --init DIR --weights DIR2 --p-memory 0.8  # continue a base
+    python scripts/train_toy_model.py --stages base,memory,lora --weights DIR  # with the memory stage
+    python scripts/train_toy_model.py --stages memory --init DIR --weights DIR2  # continue a base
 
-Stage 1 (base) trains the base I2V network on single toy clips; stage 2 (lora) trains the StoryMem
-M2V LoRA on grouped clips with `storymem.train`. Both use a CUDA GPU when there is one; `--stages`
-runs one of them (e.g. the base on a GPU machine, the LoRA where ffmpeg is). On a CPU without
+Stage base trains the base I2V network on single toy clips; stage memory (not run by default)
+continues it on memory examples, in `--memory-cycles` warm restarts of `--memory-steps` (saved
+after each, so an interrupted run resumes); stage lora trains the StoryMem M2V LoRA on grouped
+clips with `storymem.train`. All use a CUDA GPU when there is one; `--stages` picks them (e.g. the
+base on a GPU machine, the LoRA where ffmpeg is). On a CPU without
 fast bf16 pass `--mixed-precision no`: bf16 autocast was 13x slower than float32 on this
 project's 2-core machine (torch 2.13). Check the result with
 `python benchmarks/toy_benchmark.py` (the README's numbers).
@@ -35,18 +38,26 @@ def main() -> None:
             option = f"--{f.name.replace('_', '-')}"
             parser.add_argument(option, type=type(f.default), default=f.default, choices=choices.get(f.name))
     parser.add_argument(
-        "--stages", default="base,lora", help="base, lora or both; lora alone trains on the base in --weights"
+        "--stages",
+        default="base,lora",
+        help="comma-separated, from base, memory, lora; without base, training starts from --init or the base in --weights",
     )
     args = parser.parse_args()
     stages = tuple(s.strip() for s in args.stages.split(","))
     if not stages or set(stages) - set(STAGES):
-        parser.error(f"--stages: expected base, lora or base,lora, got {args.stages!r}")
-    for name in ("p_look_caption", "p_look_given", "p_memory"):
+        parser.error(f"--stages: expected some of base, memory, lora (e.g. base,lora), got {args.stages!r}")
+    for name in ("p_look_caption", "p_look_given", "p_memory", "memory_p"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')}: a probability from 0 to 1, got {getattr(args, name)}")
-    if args.init and "base" not in stages:
-        parser.error("--init: continues the base stage; with --stages lora the LoRA trains on the base in --weights")
-    for option, folder in (("--init", args.init), ("--weights", args.weights if "base" not in stages else "")):
+    for name in ("base_steps", "base_batch", "memory_cycles", "memory_steps", "lora_steps", "lora_batch"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')}: a whole number from 1 up, got {getattr(args, name)}")
+    if args.init and set(stages) == {"lora"}:
+        parser.error(
+            "--init: starts the base or memory stage; with --stages lora the LoRA trains on the base in --weights"
+        )
+    starts_from_weights = "base" not in stages and not args.init
+    for option, folder in (("--init", args.init), ("--weights", args.weights if starts_from_weights else "")):
         if folder and not (Path(folder) / BASE_FILE).is_file():
             parser.error(f"{option}: no {BASE_FILE} in {folder} (make one with --stages base)")
     config = RecipeConfig(**{f.name: getattr(args, f.name) for f in fields(RecipeConfig)})
@@ -55,7 +66,7 @@ def main() -> None:
     losses = make_toy_model(config, Path(args.weights), stages=stages)
     summary = [
         f"{label} loss {sum(values[:50]) / len(values[:50]):.3f} -> {sum(values[-50:]) / len(values[-50:]):.3f}"
-        for label, values in (("base", losses["base"]), ("M2V LoRA", losses["lora"]))
+        for label, values in (("base", losses["base"]), ("memory", losses["memory"]), ("M2V LoRA", losses["lora"]))
         if values
     ]
     print(f"done in {(time.time() - start) / 60:.1f} min; {', '.join(summary)}; weights in {args.weights}")

@@ -242,13 +242,16 @@ def test_training_script_refuses_an_unknown_stage(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_training_script(monkeypatch, "--stages", "base,fine")
     assert exit_info.value.code == 2
-    assert "--stages: expected base, lora or base,lora, got 'base,fine'" in capsys.readouterr().err
+    assert "--stages: expected some of base, memory, lora (e.g. base,lora), got 'base,fine'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_training_script(monkeypatch, "--clip-format", "gif")
     assert "argument --clip-format: invalid choice: 'gif'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_training_script(monkeypatch, "--p-memory", "1.5")
     assert "--p-memory: a probability from 0 to 1, got 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_training_script(monkeypatch, "--stages", "memory", "--memory-cycles", "0")
+    assert "--memory-cycles: a whole number from 1 up, got 0" in capsys.readouterr().err
 
 
 def test_training_script_refuses_a_base_it_cannot_start_from(tmp_path, monkeypatch, capsys):
@@ -256,8 +259,10 @@ def test_training_script_refuses_a_base_it_cannot_start_from(tmp_path, monkeypat
     empty.mkdir()
     refusals = {
         ("--stages", "base", "--init", str(empty)): f"--init: no base.safetensors in {empty} (make one with",
-        ("--stages", "lora", "--init", str(TOY_WEIGHTS)): "--init: continues the base stage; with --stages lora",
+        ("--stages", "lora", "--init", str(TOY_WEIGHTS)): "--init: starts the base or memory stage; with --stages lora",
         ("--stages", "lora", "--weights", str(empty)): f"--weights: no base.safetensors in {empty} (make one with",
+        ("--stages", "memory", "--weights", str(empty)): f"--weights: no base.safetensors in {empty} (make one with",
+        ("--stages", "memory,lora", "--init", str(empty)): f"--init: no base.safetensors in {empty} (make one with",
     }
     for args, message in refusals.items():
         with pytest.raises(SystemExit) as exit_info:
@@ -281,6 +286,50 @@ def test_training_script_continues_a_base_from_init(tmp_path, monkeypatch):
     weight = "transformer.blocks.0.attn1.to_q.weight"
     assert all(torch.allclose(kept[k], shipped[k], atol=1e-6) for k in shipped)
     assert not torch.allclose(random[weight], shipped[weight], atol=1e-2)
+
+
+def test_memory_stage_is_the_chained_init_runs_and_resumes(tmp_path, monkeypatch):
+    """--stages memory = one --init base run per cycle at the memory settings, with seeds 100, 101,
+    102, 200 (the measured run); a rerun reads the saved cycles back and trains only what is missing."""
+    from safetensors.torch import load_file
+
+    from storymem.toyworld import recipe
+
+    small = ["--mixed-precision", "no", "--base-batch", "2"]
+    memory = ["--memory-cycles", "4", "--memory-steps", "2", "--memory-lr", "5e-4", "--memory-p", "0.8"]
+    run_training_script(monkeypatch, *small, *memory, "--stages", "memory", "--init", str(TOY_WEIGHTS),
+                        "--out", str(tmp_path / "work"), "--weights", str(tmp_path / "staged"))  # fmt: skip
+    start = TOY_WEIGHTS
+    for seed in (100, 101, 102, 200):
+        run_training_script(monkeypatch, *small, "--stages", "base", "--init", str(start), "--seed", str(seed),
+                            "--base-steps", "2", "--base-lr", "5e-4", "--p-memory", "0.8",
+                            "--out", str(tmp_path / f"w{seed}"), "--weights", str(tmp_path / f"by-hand{seed}"))  # fmt: skip
+        start = tmp_path / f"by-hand{seed}"
+    staged, by_hand = (load_file(str(tmp_path / name / "base.safetensors")) for name in ("staged", "by-hand200"))
+    shipped = load_file(str(TOY_WEIGHTS / "base.safetensors"))
+    weight = "transformer.blocks.0.attn1.to_q.weight"
+    assert all(torch.allclose(staged[k], by_hand[k], atol=1e-6) for k in by_hand)
+    assert not torch.allclose(staged[weight], shipped[weight], atol=1e-5)  # it did train
+
+    trained = []
+    real_train_base = recipe.train_base
+    monkeypatch.setattr(
+        recipe,
+        "train_base",
+        lambda pipe, config, *a, **k: trained.append(config.seed) or real_train_base(pipe, config, *a, **k),
+    )
+    again = ["--stages", "memory", "--init", str(TOY_WEIGHTS), "--out", str(tmp_path / "work")]
+    run_training_script(monkeypatch, *small, *memory, *again, "--weights", str(tmp_path / "resumed"))
+    assert trained == []  # every cycle read back
+    (tmp_path / "work" / "memory" / "cycle-3" / "settings.json").unlink()  # as if stopped during cycle 3
+    run_training_script(monkeypatch, *small, *memory, *again, "--weights", str(tmp_path / "resumed"))
+    assert trained == [200]
+    resumed = load_file(str(tmp_path / "resumed" / "base.safetensors"))
+    assert all(torch.allclose(resumed[k], staged[k], atol=1e-6) for k in staged)
+    run_training_script(
+        monkeypatch, *small, *memory, *again, "--weights", str(tmp_path / "other"), "--memory-lr", "1e-3"
+    )
+    assert trained == [200, 100, 101, 102, 200]  # other settings: trained afresh, not read back
 
 
 def test_main_command_runs_the_example_on_the_toy_model(tmp_path):

@@ -23,10 +23,11 @@ the base stage from weights already made instead of random ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..conditioning import condition_pixels, model_input
-from ..files import write_json
+from ..files import read_json, write_json
 from ..models.lora import EXPERT_FILES
 from ..models.toy import BASE_FILE, build_toy_components
 from ..train.trainer import TrainConfig, sample_sigmas, train
@@ -62,7 +63,11 @@ class RecipeConfig:
     p_memory: float = 0.0  # share of base steps whose batch reads its look from memory frames (M2V)
     mixed_precision: str = "bf16"  # no | bf16: autocast for both stages (weights stay fp32)
     clip_format: str = "mp4"  # mp4 (lossless H.264) | tif (multi-page, for machines without ffmpeg)
-    init: str = ""  # a weights folder the base stage continues from ("": random weights)
+    init: str = ""  # a weights folder the first stage run continues from ("": random weights)
+    memory_cycles: int = 6  # memory stage: base training on memory examples, in warm restarts
+    memory_steps: int = 2000  # steps per cycle (each: fresh optimiser, warm-up, cosine decay)
+    memory_lr: float = 5e-4
+    memory_p: float = 0.8  # share of memory-stage steps that are memory examples
     seed: int = 0
 
 
@@ -230,29 +235,83 @@ def save_base(pipe, folder: Path) -> Path:
     return folder / BASE_FILE
 
 
-STAGES = ("base", "lora")
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of a module's parameters, in order: which weights a memory cycle started from."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def memory_cycle_config(config: RecipeConfig, cycle: int) -> RecipeConfig:
+    """The base-stage settings of memory cycle `cycle`, with a seed of its own so that each cycle
+    draws new examples: 100, 101, 102, 200, 201, 202, ... for seed 0 (the measured run, made as two
+    runs of three cycles), 110, 111, 112, 210, ... for seed 1 (seeds 0-9 never share one)."""
+    return replace(
+        config,
+        base_steps=config.memory_steps,
+        base_lr=config.memory_lr,
+        p_memory=config.memory_p,
+        seed=100 * (cycle // 3 + 1) + 10 * config.seed + cycle % 3,
+    )
+
+
+def train_memory(pipe, config: RecipeConfig, work: Path, progress: bool = True) -> list[float]:
+    """The memory stage: continues pipe.transformer with `train_base` on memory examples for
+    `memory_cycles` cycles, each from the last one's EMA weights with a fresh optimiser, warm-up
+    and cosine decay (the schedule measured in the README). Each cycle's weights are saved in
+    work/memory/cycle-N; run again with the same settings from the same weights, it starts after
+    the last cycle saved."""
+    losses = []
+    bar = tqdm(range(config.memory_cycles), desc="memory cycles", disable=not progress)
+    for cycle in bar:
+        cycle_config = memory_cycle_config(config, cycle)
+        folder = work / "memory" / f"cycle-{cycle}"
+        settings = {
+            "start": weights_fingerprint(pipe.transformer),
+            **{k: v for k, v in asdict(cycle_config).items() if k not in ("out", "init")},
+        }
+        fix = f"delete {folder} to train this cycle again"
+        if (folder / "settings.json").is_file() and read_json(
+            folder / "settings.json", "cycle's settings", fix
+        ) == settings:
+            state = build_toy_components(weights=folder)["transformer"].state_dict()
+            pipe.transformer.load_state_dict(state)
+            losses += read_json(folder / "base_losses.json", "cycle's loss history", fix)
+            continue
+        losses += train_base(pipe, cycle_config, folder, progress)
+        save_base(pipe, folder)
+        write_json(folder / "settings.json", settings)  # last: a cycle without it is trained again
+    return losses
+
+
+STAGES = ("base", "memory", "lora")
 
 
 def make_toy_model(
     config: RecipeConfig, weights_out: Path, progress: bool = True, stages: tuple[str, ...] = STAGES
 ) -> dict:
-    """Writes base.safetensors (stage "base") and lora/ (stage "lora") into `weights_out`.
-    Without the base stage, the LoRA is trained on the base already in `weights_out` (the two
-    stages can run on different machines). Returns the losses of the stages run."""
+    """Writes base.safetensors (stages "base" and "memory") and lora/ (stage "lora") into
+    `weights_out`. The first stage run starts from `config.init` when set; otherwise the base
+    stage starts from random weights and the others from the base already in `weights_out` (so
+    the stages can run on different machines). Returns the losses of the stages run."""
     from ..pipelines import StoryMemPipeline
 
     torch.manual_seed(config.seed)
     work = Path(config.out)
     work.mkdir(parents=True, exist_ok=True)
+    start = config.init or (None if "base" in stages else weights_out)
+    pipe = StoryMemPipeline(**build_toy_components(weights=start), preset="toy")
+    losses = {stage: [] for stage in STAGES}
     if "base" in stages:
-        pipe = StoryMemPipeline(**build_toy_components(weights=config.init or None), preset="toy")
-        base_losses = train_base(pipe, config, work, progress)
+        losses["base"] = train_base(pipe, config, work, progress)
         save_base(pipe, weights_out)
-    else:
-        pipe = StoryMemPipeline(**build_toy_components(weights=weights_out), preset="toy")
-        base_losses = []
+    if "memory" in stages:
+        losses["memory"] = train_memory(pipe, config, work, progress)
+        save_base(pipe, weights_out)
     if "lora" not in stages:
-        return {"base": base_losses, "lora": []}
+        return losses
 
     data = write_groups(work / "groups", config, pipe.preset.num_frames)
     lora_config = TrainConfig(
@@ -279,4 +338,4 @@ def make_toy_model(
     # The same network serves both noise ranges, so the low-noise expert gets the same LoRA.
     shutil.copy(high, lora_dir / f"{EXPERT_FILES['low']}.safetensors")
     lora_losses = json.loads((work / "m2v" / "high" / f"checkpoint-{config.lora_steps}" / "state.json").read_text())
-    return {"base": base_losses, "lora": lora_losses["losses"]}
+    return losses | {"lora": lora_losses["losses"]}
