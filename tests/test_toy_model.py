@@ -319,8 +319,10 @@ def test_memory_stage_is_the_chained_init_runs_and_resumes(tmp_path, monkeypatch
         lambda pipe, config, *a, **k: trained.append(config.seed) or real_train_base(pipe, config, *a, **k),
     )
     again = ["--stages", "memory", "--init", str(TOY_WEIGHTS), "--out", str(tmp_path / "work")]
-    run_training_script(monkeypatch, *small, *memory, *again, "--weights", str(tmp_path / "resumed"))
-    assert trained == []  # every cycle read back
+    run_training_script(
+        monkeypatch, *small, *memory, *again, "--weights", str(tmp_path / "resumed"), "--lora-steps", "7"
+    )
+    assert trained == []  # every cycle read back (LoRA settings do not matter to them)
     (tmp_path / "work" / "memory" / "cycle-3" / "settings.json").unlink()  # as if stopped during cycle 3
     run_training_script(monkeypatch, *small, *memory, *again, "--weights", str(tmp_path / "resumed"))
     assert trained == [200]

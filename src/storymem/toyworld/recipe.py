@@ -244,6 +244,19 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+# What train_base reads from its config: a saved memory cycle is reused only if these match.
+TRAIN_BASE_SETTINGS = (
+    "base_steps",
+    "base_lr",
+    "base_batch",
+    "ema",
+    "p_look_given",
+    "p_memory",
+    "mixed_precision",
+    "seed",
+)
+
+
 def memory_cycle_config(config: RecipeConfig, cycle: int) -> RecipeConfig:
     """The base-stage settings of memory cycle `cycle`, with a seed of its own so that each cycle
     draws new examples: 100, 101, 102, 200, 201, 202, ... for seed 0 (the measured run, made as two
@@ -268,10 +281,8 @@ def train_memory(pipe, config: RecipeConfig, work: Path, progress: bool = True) 
     for cycle in bar:
         cycle_config = memory_cycle_config(config, cycle)
         folder = work / "memory" / f"cycle-{cycle}"
-        settings = {
-            "start": weights_fingerprint(pipe.transformer),
-            **{k: v for k, v in asdict(cycle_config).items() if k not in ("out", "init")},
-        }
+        settings = {"start": weights_fingerprint(pipe.transformer)}
+        settings |= {k: v for k, v in asdict(cycle_config).items() if k in TRAIN_BASE_SETTINGS}
         fix = f"delete {folder} to train this cycle again"
         if (folder / "settings.json").is_file() and read_json(
             folder / "settings.json", "cycle's settings", fix
