@@ -17,8 +17,11 @@
    its captions mostly name the character only, so the look must come from memory frames of the
    group's other clips (as in a story's later shots).
 
-`scripts/train_toy_model.py` runs both and writes `models/toy_weights/`; `--init DIR` continues
-the base stage from weights already made instead of random ones.
+Between them, the optional memory stage (`train_memory`) continues the base on memory examples
+(p_memory 0.8) in warm restarts: the 12000 steps measured above.
+
+`scripts/train_toy_model.py` runs stages 1 and 2 by default and writes `models/toy_weights/`;
+`--init DIR` starts the first stage run from weights already made instead of random ones.
 """
 
 from __future__ import annotations
