@@ -262,3 +262,11 @@ def test_the_readme_memory_training_story_figures_are_the_stored_results():
     multi = stored_result("toy_multi_memory12000")["multi"]
     official, entity = (multi[m]["identity"] for m in ("storymem", "storymem-entity"))
     assert f"official {official:.3f} / entity-aware {entity:.3f}, +{100 * (entity - official):.1f} points." in flat
+    seed1 = stored_result("toy_single_memory_seed1_nolora")["single"]
+    gain = 100 * (seed1["storymem"]["identity"] - seed1["independent"]["identity"])
+    assert (
+        f"identity storymem {seed1['storymem']['identity']:.3f} / independent {seed1['independent']['identity']:.3f} / chain {seed1['chain']['identity']:.3f}, **+{gain:.1f} points**"
+        in flat
+    )
+    colour = " / ".join(f"{seed1[m]['identity_colour']:.2f}" for m in ("storymem", "independent", "chain"))
+    assert f"identity_colour {colour}, identity_intro {seed1['storymem']['identity_intro']:.2f}" in flat
