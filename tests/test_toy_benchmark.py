@@ -268,5 +268,11 @@ def test_the_readme_memory_training_story_figures_are_the_stored_results():
         f"identity storymem {seed1['storymem']['identity']:.3f} / independent {seed1['independent']['identity']:.3f} / chain {seed1['chain']['identity']:.3f}, **+{gain:.1f} points**"
         in flat
     )
+    seed0 = stored_result("toy_single_memory12000_nolora")["single"]
+    identity = " / ".join(f"{seed0[m]['identity']:.3f}" for m in ("storymem", "independent", "chain"))
+    gain = 100 * (seed0["storymem"]["identity"] - seed0["independent"]["identity"])
+    assert (
+        f"identity {identity}, **+{gain:.1f} points**, identity_intro {seed0['storymem']['identity_intro']:.3f}" in flat
+    )
     colour = " / ".join(f"{seed1[m]['identity_colour']:.2f}" for m in ("storymem", "independent", "chain"))
     assert f"identity_colour {colour}, identity_intro {seed1['storymem']['identity_intro']:.2f}" in flat
