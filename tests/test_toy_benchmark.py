@@ -281,3 +281,41 @@ def test_the_readme_memory_training_story_figures_are_the_stored_results():
         f"identity_colour {quoted_column(seed1, 'identity_colour', 2)}, identity_intro {seed1['storymem']['identity_intro']:.2f}"
         in flat
     )
+
+
+def test_the_readme_two_seed_target_table_is_the_stored_results():
+    """Issue 18's targets table: every cell, the gains and the intro counts come from the stored results."""
+    readme = (REPO / "README.md").read_text()
+    rows = {
+        ("memory-trained, seed 0", "single"): "toy_single_memory12000_nolora",
+        ("memory-trained, seed 1", "single"): "toy_single_memory_seed1_nolora",
+        ("memory-trained, seed 0", "multi"): "toy_multi_memory12000_nolora",
+        ("memory-trained, seed 1", "multi"): "toy_multi_memory_seed1_nolora",
+        ("shipped recipe, seed 0 (shipped)", "single"): "toy_single_seed0",
+        ("shipped recipe, seed 1", "single"): "toy_single_seed1",
+        ("shipped recipe, seed 0 (shipped)", "multi"): "toy_multi_seed0",
+        ("shipped recipe, seed 1", "multi"): "toy_multi_seed1",
+    }
+    intro_right = {"memory-trained": 0, "shipped recipe": 0}
+    for (weights, name), file in rows.items():
+        result = stored_result(file)[name]
+        identity = {m: f"{r['identity']:.3f}" for m, r in result.items()}
+        if name == "single":
+            gain = gain_over_independent(result)
+            cells = [identity["storymem"], "-", identity["independent"], identity["chain"]]
+            intro_shots, intro = 40, result["storymem"]["identity_intro"]
+        else:
+            gain = 100 * (result["storymem-entity"]["identity"] - result["storymem"]["identity"])
+            cells = [identity["storymem"], identity["storymem-entity"], identity["independent"], identity["chain"]]
+            intro_shots, intro = 80, result["storymem-entity"]["identity_intro"]
+        shown = f"**+{gain:.1f}**" if weights.startswith("memory") else f"+{gain:.1f}"
+        assert f"| {weights} | {name} | {' | '.join(cells)} | {shown} |" in readme, (weights, name)
+        intro_right[weights.split(",")[0]] += round(intro * intro_shots)
+    flat = " ".join(readme.split())
+    seed1 = stored_result("toy_multi_memory_seed1_nolora")["multi"]
+    gap = 100 * (seed1["storymem-entity"]["identity"] - seed1["storymem"]["identity"])
+    assert f"entity-aware memory is **+{gap:.1f} points** above the official policy" in flat
+    assert (
+        f"{intro_right['memory-trained']} of 240 intro shots right against {intro_right['shipped recipe']} of 240"
+        in flat
+    )
