@@ -223,6 +223,7 @@ def test_the_readme_shape_tables_are_the_stored_results():
         "shipped base + 12000 steps at `--p-memory 0.8`, no LoRA": "memory12000_nolora",
         "the same with the recipe's M2V LoRA trained on it": "memory12000",
         "from scratch, 9000 steps at `--p-memory 0.7`, no LoRA": "scratch9000_nolora",
+        "from scratch at batch 4: 10000 steps, then 12000 at `--p-memory 0.8`, no LoRA": "batch4_nolora",
     }
     for label, name in copy_rows.items():
         summary = stored_result(f"toy_shape_copy_{name}")["summary"]
@@ -319,3 +320,15 @@ def test_the_readme_two_seed_target_table_is_the_stored_results():
         f"{intro_right['memory-trained']} of 240 intro shots right against {intro_right['shipped recipe']} of 240"
         in flat
     )
+
+
+def test_the_readme_half_batch_figures_are_the_stored_results():
+    flat = " ".join((REPO / "README.md").read_text().split())
+    result = stored_result("toy_single_batch4_nolora")["single"]
+    identities = " / ".join(f"{m} {result[m]['identity']:.3f}" for m in ("storymem", "independent", "chain"))
+    assert f"identity {identities}, +{gain_over_independent(result):.1f} points" in flat
+    storymem = result["storymem"]
+    assert f"identity_colour {storymem['identity_colour']:.3f}, identity_intro {storymem['identity_intro']:.3f}" in flat
+    shape = stored_result("toy_shape_copy_batch4_nolora")["summary"]
+    text, other = shape["text"]["shape"], shape["memory-other"]["shape"]
+    assert f"shape right from text {text:.3f}, from another scene {other:.3f}" in flat
