@@ -222,6 +222,7 @@ def test_the_readme_shape_tables_are_the_stored_results():
         "shipped base + 6000 steps at `--p-memory 0.8`, no LoRA": "memory6000_nolora",
         "shipped base + 12000 steps at `--p-memory 0.8`, no LoRA": "memory12000_nolora",
         "the same with the recipe's M2V LoRA trained on it": "memory12000",
+        "seed 1: `--stages base,memory --seed 1`, no LoRA": "memory_seed1_nolora",
         "from scratch, 9000 steps at `--p-memory 0.7`, no LoRA": "scratch9000_nolora",
         "from scratch at batch 4: 10000 steps, then 12000 at `--p-memory 0.8`, no LoRA": "batch4_nolora",
     }
