@@ -149,16 +149,22 @@ def clear(element):
     element.send_keys(Keys.DELETE)
 
 
+def press(driver, find, what):
+    """Click what `find` returns, again until it takes: while the page updates a component, its
+    loading overlay briefly intercepts clicks (a click that is intercepted does nothing)."""
+    wait_for(driver, lambda d: find(d).click() or True, f"a click on {what}", timeout=30)
+
+
 def click(driver, element_id):
-    css(driver, f"#{element_id}")[0].click()
+    press(driver, lambda d: css(d, f"#{element_id}")[0], element_id)
 
 
 def tab(driver, label):
-    [b for b in css(driver, "button[role=tab]") if b.text.strip() == label][0].click()
+    press(driver, lambda d: [b for b in css(d, "button[role=tab]") if b.text.strip() == label][0], f"tab {label}")
 
 
 def choose(driver, element_id, option):
-    field(driver, element_id).click()
+    press(driver, lambda d: field(d, element_id), element_id)
     wait_for(driver, lambda d: css(d, f'#{element_id} li[role=option][aria-label="{option}"]'), option)[0].click()
 
 
