@@ -59,8 +59,18 @@ def quoted_column(result: dict, column: str, digits: int) -> str:
     return " / ".join(f"{result[m][column]:.{digits}f}" for m in ("storymem", "independent", "chain"))
 
 
+def named_column(result: dict, column: str, digits: int) -> str:
+    """A column as the README quotes it with its methods named: storymem X / independent Y / chain Z."""
+    return " / ".join(f"{m} {result[m][column]:.{digits}f}" for m in ("storymem", "independent", "chain"))
+
+
 def gain_over_independent(result: dict) -> float:
     return 100 * (result["storymem"]["identity"] - result["independent"]["identity"])
+
+
+def entity_gain(result: dict) -> float:
+    """Points of identity that entity-aware memory adds over the official policy (multi set)."""
+    return 100 * (result["storymem-entity"]["identity"] - result["storymem"]["identity"])
 
 
 def test_the_stored_toy_results_give_the_readme_figures():
@@ -274,8 +284,7 @@ def test_the_readme_memory_training_story_figures_are_the_stored_results():
     official, entity = (multi[m]["identity"] for m in ("storymem", "storymem-entity"))
     assert f"official {official:.3f} / entity-aware {entity:.3f}, +{100 * (entity - official):.1f} points." in flat
     seed1 = stored_result("toy_single_memory_seed1_nolora")["single"]
-    identities = " / ".join(f"{m} {seed1[m]['identity']:.3f}" for m in ("storymem", "independent", "chain"))
-    assert f"identity {identities}, **+{gain_over_independent(seed1):.1f} points**" in flat
+    assert f"identity {named_column(seed1, 'identity', 3)}, **+{gain_over_independent(seed1):.1f} points**" in flat
     seed0 = stored_result("toy_single_memory12000_nolora")["single"]
     identity, intro = quoted_column(seed0, "identity", 3), seed0["storymem"]["identity_intro"]
     assert f"identity {identity}, **+{gain_over_independent(seed0):.1f} points**, identity_intro {intro:.3f}" in flat
@@ -307,15 +316,14 @@ def test_the_readme_two_seed_target_table_is_the_stored_results():
             cells = [identity["storymem"], "-", identity["independent"], identity["chain"]]
             intro_shots, intro = 40, result["storymem"]["identity_intro"]
         else:
-            gain = 100 * (result["storymem-entity"]["identity"] - result["storymem"]["identity"])
+            gain = entity_gain(result)
             cells = [identity["storymem"], identity["storymem-entity"], identity["independent"], identity["chain"]]
             intro_shots, intro = 80, result["storymem-entity"]["identity_intro"]
         shown = f"**+{gain:.1f}**" if weights.startswith("memory") else f"+{gain:.1f}"
         assert f"| {weights} | {name} | {' | '.join(cells)} | {shown} |" in readme, (weights, name)
         intro_right[weights.split(",")[0]] += round(intro * intro_shots)
     flat = " ".join(readme.split())
-    seed1 = stored_result("toy_multi_memory_seed1_nolora")["multi"]
-    gap = 100 * (seed1["storymem-entity"]["identity"] - seed1["storymem"]["identity"])
+    gap = entity_gain(stored_result("toy_multi_memory_seed1_nolora")["multi"])
     assert f"entity-aware memory is **+{gap:.1f} points** above the official policy" in flat
     assert (
         f"{intro_right['memory-trained']} of 240 intro shots right against {intro_right['shipped recipe']} of 240"
@@ -326,8 +334,7 @@ def test_the_readme_two_seed_target_table_is_the_stored_results():
 def test_the_readme_half_batch_figures_are_the_stored_results():
     flat = " ".join((REPO / "README.md").read_text().split())
     result = stored_result("toy_single_batch4_nolora")["single"]
-    identities = " / ".join(f"{m} {result[m]['identity']:.3f}" for m in ("storymem", "independent", "chain"))
-    assert f"identity {identities}, +{gain_over_independent(result):.1f} points" in flat
+    assert f"identity {named_column(result, 'identity', 3)}, +{gain_over_independent(result):.1f} points" in flat
     storymem = result["storymem"]
     assert f"identity_colour {storymem['identity_colour']:.3f}, identity_intro {storymem['identity_intro']:.3f}" in flat
     shape = stored_result("toy_shape_copy_batch4_nolora")["summary"]
