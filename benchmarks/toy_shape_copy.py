@@ -11,6 +11,7 @@ from three generations of the target shot:
     python benchmarks/toy_shape_copy.py                    # the shipped weights, 60 examples
     python benchmarks/toy_shape_copy.py --weights DIR      # weights from scripts/train_toy_model.py
     python benchmarks/toy_shape_copy.py --no-lora          # memory read by the base model alone
+    python benchmarks/toy_shape_copy.py --guidance 2       # another guidance scale (the preset's: 3)
 
 Prints the share of examples whose shape, colour, pattern and whole look are right, per
 condition, and the shape confusion; writes them to --out as JSON.
@@ -76,7 +77,9 @@ def summarise(records: list[dict]) -> dict:
     return summary
 
 
-def generate(pipe, look: Look, target: ToyShot, other: ToyShot, seed: int) -> dict[str, np.ndarray]:
+def generate(
+    pipe, look: Look, target: ToyShot, other: ToyShot, seed: int, guidance: float | None = None
+) -> dict[str, np.ndarray]:
     frames = pipe.preset.num_frames
 
     def memory(scene: ToyShot) -> list[Image.Image]:
@@ -84,7 +87,7 @@ def generate(pipe, look: Look, target: ToyShot, other: ToyShot, seed: int) -> di
         return [Image.fromarray(clip[k]) for k in MEMORY_FRAMES]
 
     def shot(prompt: str, memory_frames) -> np.ndarray:
-        video = pipe.generate_shot(prompt, memory=memory_frames, seed=seed, output_type="np")
+        video = pipe.generate_shot(prompt, memory=memory_frames, seed=seed, output_type="np", guidance_scale=guidance)
         return (np.asarray(video) * 255).round().astype(np.uint8)
 
     described = ToyShot(target.name, target.action, target.place, target.shot, look)
@@ -102,21 +105,25 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None, help="toy weights folder (default: the package's)")
     parser.add_argument("--no-lora", action="store_true", help="the base model reads memory without the M2V LoRA")
     parser.add_argument("--seed", type=int, default=0, help="examples and generation seed")
+    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the preset's)")
     args = parser.parse_args()
     if args.count < 1:
         parser.error(f"--count: expected at least 1, got {args.count}")
+    if args.guidance is not None and args.guidance <= 0:
+        parser.error(f"--guidance: a scale above 0 (1 is no guidance), got {args.guidance}")
 
     pipe, _ = load_toy_pipeline(args.weights, lora=not args.no_lora)
     pipe.set_progress_bar_config(disable=True)
     records, start = [], time.perf_counter()
     for i, (look, target, other) in enumerate(tqdm(examples(args.count, args.seed), desc="examples")):
-        for condition, video in generate(pipe, look, target, other, args.seed + i).items():
+        for condition, video in generate(pipe, look, target, other, args.seed + i, args.guidance).items():
             records.append({"condition": condition, "truth": look, "found": video_look(video, target.place)})
     summary = summarise(records)
-    write_json(args.out, {"weights": str(args.weights or "shipped"), "lora": not args.no_lora, "summary": summary})
+    result = {"weights": str(args.weights or "shipped"), "lora": not args.no_lora, "guidance": args.guidance}
+    write_json(args.out, result | {"summary": summary})
 
     print(f"{args.count} examples in {time.perf_counter() - start:.0f}s; weights: {args.weights or 'shipped'}"
-          f"{' (no LoRA)' if args.no_lora else ''}")  # fmt: skip
+          f"{' (no LoRA)' if args.no_lora else ''}{f', guidance {args.guidance}' if args.guidance else ''}")  # fmt: skip
     print(f"{'condition':14s} " + " ".join(f"{c:>8s}" for c in (*ATTRIBUTES, "look")))
     for condition, row in summary.items():
         print(f"{condition:14s} " + " ".join(f"{row[c]:8.3f}" for c in (*ATTRIBUTES, "look")))

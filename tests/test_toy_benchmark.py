@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from storymem import StoryMemPipeline
 
 SCRIPT = REPO / "benchmarks" / "toy_benchmark.py"
 
@@ -149,8 +150,16 @@ def test_shape_probe_summary_counts_attributes_and_confusions():
 
 def test_shape_probe_runs_on_the_toy_model(tmp_path, monkeypatch, capsys):
     probe, out = load_shape_probe(), tmp_path / "probe.json"
-    monkeypatch.setattr(sys, "argv", ["toy_shape_copy.py", "--count", "1", "--out", str(out)])
+    scales, real = [], StoryMemPipeline.generate_shot
+
+    def spy(self, *args, **kwargs):
+        scales.append(kwargs.get("guidance_scale"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoryMemPipeline, "generate_shot", spy)
+    monkeypatch.setattr(sys, "argv", ["toy_shape_copy.py", "--count", "1", "--out", str(out), "--guidance", "2"])
     probe.main()
+    assert scales == [2.0] * 3 and json.loads(out.read_text())["guidance"] == 2.0
     summary = json.loads(out.read_text())["summary"]
     assert list(summary) == ["text", "memory-same", "memory-other"]
     assert all(row["examples"] == 1 and sum(row["shape_confusion"].values()) == 1 for row in summary.values())
@@ -160,6 +169,10 @@ def test_shape_probe_runs_on_the_toy_model(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         probe.main()
     assert exit_info.value.code == 2 and "--count: expected at least 1, got 0" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["toy_shape_copy.py", "--guidance", "0"])
+    with pytest.raises(SystemExit):
+        probe.main()
+    assert "--guidance: a scale above 0 (1 is no guidance), got 0.0" in capsys.readouterr().err
 
 
 def load_feature_probe():
@@ -235,6 +248,10 @@ def test_the_readme_shape_tables_are_the_stored_results():
         "seed 1: `--stages base,memory --seed 1`, no LoRA": "memory_seed1_nolora",
         "from scratch, 9000 steps at `--p-memory 0.7`, no LoRA": "scratch9000_nolora",
         "from scratch at batch 4: 10000 steps, then 12000 at `--p-memory 0.8`, no LoRA": "batch4_nolora",
+        "shipped, `--guidance 2` (the preset's is 3)": "shipped_guidance2",
+        "shipped, `--guidance 1`": "shipped_guidance1",
+        "shipped base + 12000 steps at `--p-memory 0.8`, no LoRA, `--guidance 2`": "memory12000_nolora_guidance2",
+        "the same, `--guidance 1`": "memory12000_nolora_guidance1",
     }
     for label, name in copy_rows.items():
         summary = stored_result(f"toy_shape_copy_{name}")["summary"]
@@ -340,3 +357,21 @@ def test_the_readme_half_batch_figures_are_the_stored_results():
     shape = stored_result("toy_shape_copy_batch4_nolora")["summary"]
     text, other = shape["text"]["shape"], shape["memory-other"]["shape"]
     assert f"shape right from text {text:.3f}, from another scene {other:.3f}" in flat
+
+
+def test_the_readme_guidance_figures_are_the_stored_results():
+    """Circles right from text and from another scene at guidance 3 (the preset's), 2 and 1."""
+    flat = " ".join((REPO / "README.md").read_text().split())
+
+    def circles(name: str, condition: str) -> int:
+        return stored_result(f"toy_shape_copy_{name}")["summary"][condition]["shape_confusion"].get("circle->circle", 0)
+
+    shipped = [circles(n, "text") for n in ("shipped", "shipped_guidance2", "shipped_guidance1")]
+    trained = ["memory12000_nolora", "memory12000_nolora_guidance2", "memory12000_nolora_guidance1"]
+    text = [circles(n, "text") for n in trained]
+    other = [circles(n, "memory-other") for n in trained]
+    shapes = [stored_result(f"toy_shape_copy_{n}")["summary"]["memory-other"]["shape"] for n in trained]
+    assert f"{shipped[0]}, {shipped[1]} and {shipped[2]} of 20 at guidance 3, 2 and 1 for the shipped weights" in flat
+    assert f"{text[0]}, {text[1]} and {text[2]} for the memory-trained ones" in flat
+    assert f"get {other[0]}, {other[1]} and {other[2]} of 20 circles right" in flat
+    assert f"no better ({shapes[0]:.3f}, {shapes[1]:.3f}, {shapes[2]:.3f})" in flat
