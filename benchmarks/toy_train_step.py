@@ -2,6 +2,7 @@
 
     python benchmarks/toy_train_step.py            # batch 8, as the recipe
     python benchmarks/toy_train_step.py --batch 4
+    python benchmarks/toy_train_step.py --compile  # the transformer blocks through torch.compile
 
 Times making the batch (rendering clips, encoding them and their captions) against the
 transformer's forward, backward and optimiser step, and splits the step with torch.profiler.
@@ -27,11 +28,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="compile each transformer block (torch.compile)")
     args = parser.parse_args()
     pipe = StoryMemPipeline(**build_toy_components(), preset="toy")
     config, rng, generator = RecipeConfig(out=""), np.random.default_rng(0), torch.Generator().manual_seed(0)
     frames, model = pipe.preset.num_frames, pipe.transformer.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if args.compile:  # the blocks only: torch.compile of the whole model stops in a dynamo assertion
+        for block in model.blocks:
+            block.compile()
 
     def make_batch():
         with torch.no_grad():
@@ -60,7 +65,7 @@ def main() -> None:
     total = sum(ops.values())
     matmul = sum(v for k, v in ops.items() if k in ("aten::mm", "aten::addmm", "aten::bmm"))
     attention = sum(v for k, v in ops.items() if "scaled_dot_product" in k)
-    print(f"batch {args.batch}: making a batch {1000 * data / args.steps:.0f} ms, a step {1000 * compute / args.steps:.0f} ms "
+    print(f"batch {args.batch}{', compiled' if args.compile else ''}: making a batch {1000 * data / args.steps:.0f} ms, a step {1000 * compute / args.steps:.0f} ms "
           f"(data {100 * data / (data + compute):.0f}% of both)")  # fmt: skip
     print(
         f"of the step's operator time: matrix products {100 * matmul / total:.0f}%, attention {100 * attention / total:.0f}%"
