@@ -52,6 +52,8 @@ def main() -> None:
     for name in ("base_steps", "base_batch", "memory_cycles", "memory_steps", "lora_steps", "lora_batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: a whole number from 1 up, got {getattr(args, name)}")
+    if args.memory_shot_frames not in (0, 1):
+        parser.error(f"--memory-shot-frames: 0 (the whole shot) or 1 (one random frame), got {args.memory_shot_frames}")
     if args.init and set(stages) == {"lora"}:
         parser.error(
             "--init: starts the base or memory stage; with --stages lora the LoRA trains on the base in --weights"

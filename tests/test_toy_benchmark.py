@@ -252,6 +252,9 @@ def test_the_readme_shape_tables_are_the_stored_results():
         "shipped, `--guidance 1`": "shipped_guidance1",
         "shipped base + 12000 steps at `--p-memory 0.8`, no LoRA, `--guidance 2`": "memory12000_nolora_guidance2",
         "the same, `--guidance 1`": "memory12000_nolora_guidance1",
+        "seed 1: its base, then the memory stage with one-frame shots (`--memory-shot-frames 1`), no LoRA": (
+            "oneframe_seed1_nolora"
+        ),
     }
     for label, name in copy_rows.items():
         summary = stored_result(f"toy_shape_copy_{name}")["summary"]
@@ -375,3 +378,14 @@ def test_the_readme_guidance_figures_are_the_stored_results():
     assert f"{text[0]}, {text[1]} and {text[2]} for the memory-trained ones" in flat
     assert f"get {other[0]}, {other[1]} and {other[2]} of 20 circles right" in flat
     assert f"no better ({shapes[0]:.3f}, {shapes[1]:.3f}, {shapes[2]:.3f})" in flat
+
+
+def test_the_readme_one_frame_shot_figures_are_the_stored_results():
+    flat = " ".join((REPO / "README.md").read_text().split())
+    result = stored_result("toy_single_oneframe_seed1_nolora")["single"]
+    assert f"identity {named_column(result, 'identity', 3)}, +{gain_over_independent(result):.1f} points" in flat
+    storymem = result["storymem"]
+    assert f"identity_colour {storymem['identity_colour']:.3f}, identity_intro {storymem['identity_intro']:.3f}" in flat
+    shape = stored_result("toy_shape_copy_oneframe_seed1_nolora")["summary"]
+    other, same = shape["memory-other"]["shape"], shape["memory-same"]["shape"]
+    assert f"from another scene {other:.3f} and from the same scene {same:.3f}" in flat

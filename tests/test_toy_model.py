@@ -208,6 +208,27 @@ def test_base_memory_examples_show_one_look_in_other_scenes():
     assert torch.equal(condition[:, TEMPORAL:, 2:], nothing_given.expand(4, -1, -1, -1, -1))
 
 
+def test_memory_examples_with_one_frame_shots_show_a_frame_of_the_shot():
+    """--memory-shot-frames 1: the shot is one frame of its clip (any of them), the memory as
+    before; the condition marks memory frames given and the one shot frame not."""
+    from storymem.toyworld.recipe import RecipeConfig, memory_batch, memory_example
+
+    config = RecipeConfig(out="", p_look_given=0.0, memory_shot_frames=1)
+    starts = set()
+    for seed in range(8):
+        shot, look, clip, memory = memory_example(np.random.default_rng(seed), 5, 2, config)
+        full = render_clip(look, shot.place, shot.action, shot.shot, frames=5)
+        assert clip.shape == (1, 32, 32, 3) and len(memory) == 2
+        starts |= {k for k in range(5) if np.array_equal(full[k], clip[0])}
+    assert len(starts) > 2  # a random frame, not always the first
+    pipe = StoryMemPipeline.from_preset("toy", lora=False)
+    x0, condition, _ = memory_batch(pipe, np.random.default_rng(0), 3, 5, 2, config)
+    assert x0.shape == (3, Z_DIM, 2 + 1, 16, 16) and condition.shape == (3, TEMPORAL + Z_DIM, 3, 16, 16)
+    assert torch.equal(condition[:, :TEMPORAL], condition_mask(2, 1, 0, 16, 16, TEMPORAL).expand(3, -1, -1, -1, -1))
+    with pytest.raises(ValueError, match=r"memory_shot_frames: expected 0 \(the whole shot\) or 1, got 2"):
+        memory_example(np.random.default_rng(0), 5, 2, RecipeConfig(out="", memory_shot_frames=2))
+
+
 def test_base_training_with_memory_examples_runs_its_memory_path(tmp_path, monkeypatch):
     """--p-memory 1: every base step reads memory; the batches reach the model with their
     memory length, and the loss covers the shot only."""
@@ -252,6 +273,9 @@ def test_training_script_refuses_an_unknown_stage(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         run_training_script(monkeypatch, "--stages", "memory", "--memory-cycles", "0")
     assert "--memory-cycles: a whole number from 1 up, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_training_script(monkeypatch, "--stages", "memory", "--memory-shot-frames", "3")
+    assert "--memory-shot-frames: 0 (the whole shot) or 1 (one random frame), got 3" in capsys.readouterr().err
 
 
 def test_training_script_refuses_a_base_it_cannot_start_from(tmp_path, monkeypatch, capsys):
