@@ -244,6 +244,9 @@ def test_the_readme_shape_tables_are_the_stored_results():
         "shipped base + 2400 steps at `--p-memory 0.6`, no LoRA": "memory_pretrained_nolora",
         "shipped base + 6000 steps at `--p-memory 0.8`, no LoRA": "memory6000_nolora",
         "shipped base + 12000 steps at `--p-memory 0.8`, no LoRA": "memory12000_nolora",
+        "shipped base + 16000 steps: the 12000-step weights + `--stages memory --memory-cycles 2 --seed 3`, no LoRA": (
+            "memory16000_nolora"
+        ),
         "the same with the recipe's M2V LoRA trained on it": "memory12000",
         "seed 1: `--stages base,memory --seed 1`, no LoRA": "memory_seed1_nolora",
         "from scratch, 9000 steps at `--p-memory 0.7`, no LoRA": "scratch9000_nolora",
@@ -378,6 +381,10 @@ def test_the_readme_guidance_figures_are_the_stored_results():
     assert f"{text[0]}, {text[1]} and {text[2]} for the memory-trained ones" in flat
     assert f"get {other[0]}, {other[1]} and {other[2]} of 20 circles right" in flat
     assert f"no better ({shapes[0]:.3f}, {shapes[1]:.3f}, {shapes[2]:.3f})" in flat
+    longer = stored_result("toy_shape_copy_memory16000_nolora")["summary"]["memory-other"]
+    triangles = longer["shape_confusion"]["triangle->triangle"]
+    assert f"to {longer['shape']:.3f} (triangles {triangles} of 20), but circles stay at" in flat
+    assert f"circles stay at {longer['shape_confusion']['circle->circle']} of 20" in flat
 
 
 def test_the_readme_one_frame_shot_figures_are_the_stored_results():
