@@ -354,12 +354,18 @@ def test_the_readme_two_seed_target_table_is_the_stored_results():
     )
 
 
-def test_the_readme_half_batch_figures_are_the_stored_results():
-    flat = " ".join((REPO / "README.md").read_text().split())
-    result = stored_result("toy_single_batch4_nolora")["single"]
+def assert_single_story_figures(flat: str, name: str) -> None:
+    """The README quotes a 40-story single-set result as: identity storymem X / independent Y /
+    chain Z, +G points ..., identity_colour C, identity_intro I."""
+    result = stored_result(name)["single"]
     assert f"identity {named_column(result, 'identity', 3)}, +{gain_over_independent(result):.1f} points" in flat
     storymem = result["storymem"]
     assert f"identity_colour {storymem['identity_colour']:.3f}, identity_intro {storymem['identity_intro']:.3f}" in flat
+
+
+def test_the_readme_half_batch_figures_are_the_stored_results():
+    flat = " ".join((REPO / "README.md").read_text().split())
+    assert_single_story_figures(flat, "toy_single_batch4_nolora")
     shape = stored_result("toy_shape_copy_batch4_nolora")["summary"]
     text, other = shape["text"]["shape"], shape["memory-other"]["shape"]
     assert f"shape right from text {text:.3f}, from another scene {other:.3f}" in flat
@@ -389,10 +395,7 @@ def test_the_readme_guidance_figures_are_the_stored_results():
 
 def test_the_readme_one_frame_shot_figures_are_the_stored_results():
     flat = " ".join((REPO / "README.md").read_text().split())
-    result = stored_result("toy_single_oneframe_seed1_nolora")["single"]
-    assert f"identity {named_column(result, 'identity', 3)}, +{gain_over_independent(result):.1f} points" in flat
-    storymem = result["storymem"]
-    assert f"identity_colour {storymem['identity_colour']:.3f}, identity_intro {storymem['identity_intro']:.3f}" in flat
+    assert_single_story_figures(flat, "toy_single_oneframe_seed1_nolora")
     shape = stored_result("toy_shape_copy_oneframe_seed1_nolora")["summary"]
     other, same = shape["memory-other"]["shape"], shape["memory-same"]["shape"]
     assert f"from another scene {other:.3f} and from the same scene {same:.3f}" in flat
