@@ -289,14 +289,14 @@ def run_shot(pipe, scale: Scale, embeds: dict, steps: int, seed: int, guidance: 
     reset_peak(device)
     sync(device)
     t0 = time.perf_counter()
-    frames = pipe.generate_shot(
+    output = pipe.generate_shot(
         prompt, memory, [], seed=seed, num_inference_steps=steps, num_frames=scale.frames, height=scale.height,
         width=scale.width, prompt_embeds=embeds[prompt], negative_prompt_embeds=embeds.get(pipe.preset.negative_prompt),
-        guidance_scale=guidance, guidance_scale_2=guidance,
+        guidance_scale=guidance, guidance_scale_2=guidance, return_dict=True,
     )  # fmt: skip
     sync(device)
     total = time.perf_counter() - t0
-    return {"steps": steps, "total_s": total, **pipe.last_shot_timings, "peak_gib": peak_gib(device), "frames": frames}
+    return {"steps": steps, "total_s": total, **output.timings, "peak_gib": peak_gib(device), "frames": output.frames}
 
 
 def keyframe_selection_s(frames, device) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from storymem import StoryMemPipeline, parse_story
+from storymem import RunSettings, StoryMemPipeline, generate_story, parse_story
 
 
 class PixelEmbedder:
@@ -45,8 +45,8 @@ def main() -> None:
     pipe = StoryMemPipeline.from_preset(args.model)
     pipe.set_progress_bar_config(disable=True)
     with tempfile.TemporaryDirectory() as out:
-        result = pipe.generate_story(
-            story, Path(out) / "run", steps=args.steps, embedder=PixelEmbedder(), progress=False
+        result = generate_story(
+            pipe, story, Path(out) / "run", RunSettings(steps=args.steps), embedder=PixelEmbedder(), progress=False
         )
         state = json.loads((Path(out) / "run" / "state.json").read_text())
     shots = [state["shots"][s.name] for s in story.shots]

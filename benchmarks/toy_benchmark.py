@@ -24,9 +24,11 @@ from pathlib import Path
 
 from storymem.eval import load_evaluators
 from storymem.eval.bench import run_bench
-from storymem.models.toy import load_toy_pipeline
-from storymem.runner import write_json
+from storymem.files import write_json
+from storymem.options import RunSettings
+from storymem.pipelines import StoryMemPipeline
 from storymem.toyworld import write_stories
+from storymem.toyworld.model import toy_options
 
 BASELINES = ["storymem", "independent", "chain"]
 COLUMNS = ["identity", "identity_colour", "identity_intro", "consistency_overall"]
@@ -40,17 +42,21 @@ def write_story_set(folder: Path, name: str, count: int, characters: int) -> Pat
     return folder
 
 
-def bench_set(pipe, lora, name: str, args, evaluators) -> tuple[dict, int]:
+def bench_set(pipe, name: str, args, evaluators) -> tuple[dict, int]:
     """{method label: means} for one set, and the shots generated."""
     stories = write_story_set(args.out / name / "stories", name, args.count, args.characters)
-    common = dict(seed=args.seed, lora=lora, progress=False)
-    result = run_bench(pipe, [stories], BASELINES, args.out / name / "official", *evaluators, **common)
+    settings = RunSettings(seed=args.seed)
+    result = run_bench(
+        pipe, [stories], BASELINES, args.out / name / "official", *evaluators, progress=False, settings=settings
+    )
     rows = {m: result.summary[m] for m in BASELINES}
     generated = result.generated
     if name == "multi":  # the policy is a run setting: its runs get a folder of their own
+        entity_settings = settings.replace(memory_policy="entity")
         entity = run_bench(
-            pipe, [stories], ["storymem"], args.out / name / "entity", *evaluators, memory_policy="entity", **common
-        )
+            pipe, [stories], ["storymem"], args.out / name / "entity", *evaluators, progress=False,
+            settings=entity_settings,
+        )  # fmt: skip
         rows = {"storymem": rows["storymem"], "storymem-entity": entity.summary["storymem"], **rows}
         generated += entity.generated
     return rows, generated
@@ -72,12 +78,12 @@ def main() -> None:
     if not sets or set(sets) - set(SHOTS):
         parser.error(f"--sets: expected single, multi or single,multi, got {args.sets!r}")
 
-    pipe, lora = load_toy_pipeline(args.weights, lora=not args.no_lora)
+    pipe = StoryMemPipeline.from_options(toy_options(args.weights, lora=not args.no_lora))
     pipe.set_progress_bar_config(disable=True)
     evaluators = load_evaluators("auto", "toy")
     summary, generated, start = {}, 0, time.perf_counter()
     for name in sets:
-        summary[name], shots = bench_set(pipe, lora, name, args, evaluators)
+        summary[name], shots = bench_set(pipe, name, args, evaluators)
         generated += shots
     write_json(args.out / "summary.json", summary)
 

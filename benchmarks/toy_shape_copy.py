@@ -29,8 +29,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from storymem.files import write_json
-from storymem.models.toy import load_toy_pipeline
+from storymem.pipelines import StoryMemPipeline
 from storymem.toyworld import ACTIONS, COLOURS, PATTERNS, PLACES, SHAPES, SHOTS, Look, ToyShot, render_clip, video_look
+from storymem.toyworld.model import toy_options
 
 CONDITIONS = ("text", "memory-same", "memory-other")
 ATTRIBUTES = ("shape", "colour", "pattern")
@@ -112,7 +113,7 @@ def main() -> None:
     if args.guidance is not None and args.guidance <= 0:
         parser.error(f"--guidance: a scale above 0 (1 is no guidance), got {args.guidance}")
 
-    pipe, _ = load_toy_pipeline(args.weights, lora=not args.no_lora)
+    pipe = StoryMemPipeline.from_options(toy_options(args.weights, lora=not args.no_lora))
     pipe.set_progress_bar_config(disable=True)
     records, start = [], time.perf_counter()
     for i, (look, target, other) in enumerate(tqdm(examples(args.count, args.seed), desc="examples")):

@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 
 from storymem.conditioning import model_input
 from storymem.files import write_json
-from storymem.models.toy import load_toy_pipeline
+from storymem.pipelines import StoryMemPipeline
 from storymem.toyworld import ALL_LOOKS, SHAPES, ToyShot, render_clip
 from storymem.toyworld.identity import foreground
+from storymem.toyworld.model import toy_options
 from storymem.toyworld.recipe import random_shot, to_pixels
 
 FEATURES = ("memory tokens", "shot tokens, text", "shot tokens, memory")
@@ -193,7 +194,7 @@ def main() -> None:
     if not 0 < args.sigma <= 1:
         parser.error(f"--sigma: expected a noise level above 0 and at most 1, got {args.sigma}")
 
-    pipe, _ = load_toy_pipeline(args.weights, lora=not args.no_lora)
+    pipe = StoryMemPipeline.from_options(toy_options(args.weights, lora=not args.no_lora))
     start = time.perf_counter()
     features, labels = collect(pipe, args.count, args.memory, args.sigma, args.seed)
     accuracy = {

@@ -18,8 +18,8 @@ import torch
 from torch.profiler import profile
 
 from storymem.conditioning import model_input
-from storymem.models.toy import build_toy_components
 from storymem.pipelines import StoryMemPipeline
+from storymem.toyworld.model import build_toy_components
 from storymem.toyworld.recipe import RecipeConfig, base_batch
 from storymem.train.trainer import sample_sigmas
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from storymem.models.toy import BASE_FILE, TOY_WEIGHTS
+from storymem.toyworld.model import BASE_FILE, TOY_WEIGHTS
 from storymem.toyworld.recipe import STAGES, RecipeConfig, make_toy_model
 
 

@@ -64,3 +64,16 @@ def cli(capsys, monkeypatch):
         return exit_info.value.code, captured.out, captured.err
 
     return invoke
+
+
+RUN_ARGUMENTS = ("resume", "overwrite", "embedder", "scorer", "aesthetic_head", "progress", "release_t2v")
+
+
+def run_story(pipe, story, out, **kw):
+    """`storymem.generate_story` (quiet), given `RunSettings` fields and its own arguments in one
+    call: the tests' shorthand."""
+    from storymem import RunSettings, generate_story
+
+    arguments = {k: kw.pop(k) for k in list(kw) if k in RUN_ARGUMENTS}
+    arguments.setdefault("progress", False)
+    return generate_story(pipe, story, out, RunSettings.from_dict(kw), **arguments)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import run_story
 from storymem import InputError, LoraError, StoryMemPipeline, parse_story
 from storymem.acceleration import choose_memory_mode, is_fused, module_gib
 from storymem.models.lora import DIFFUSERS_TO_WAN, target_layers
@@ -104,7 +105,7 @@ def test_chain_story_with_a_merged_lora(tmp_path):
             "scenes": [{"scene_num": 1, "video_prompts": ["a fox", "a fox runs"], "cut": [True, False]}],
         }
     )
-    result = pipe.generate_story(story, tmp_path / "run", method="chain", progress=False)
+    result = run_story(pipe, story, tmp_path / "run", method="chain", progress=False)
     assert result.generated == 2
     assert is_fused(pipe.transformer)  # merged again after the baseline
 
@@ -132,7 +133,7 @@ def test_story_prompts_are_encoded_once_then_the_text_encoder_stays_off(tmp_path
     story = parse_story(
         {"story_overview": "x", "scenes": [{"scene_num": 1, "video_prompts": prompts, "cut": [True] * 3}]}
     )
-    pipe.generate_story(story, tmp_path / "run", progress=False)
+    run_story(pipe, story, tmp_path / "run", progress=False)
     # one batch for the whole story (3 prompts + negative), on the device only meanwhile
     assert events[:3] == ["encoder.to", "encode", "encoder.to"]
     assert set(events[3:]) == {"denoise"}

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from storymem.app.editor import check_rows, rows_to_data, story_to_rows
 from storymem.app.views import list_runs, run_view
@@ -263,7 +264,15 @@ def test_reopen_an_interrupted_run_resume_it_and_close_the_tab(app, tmp_path):
 
 
 def test_step_callback_reports_every_step(tiny_pipe):
+    """diffusers' callback_on_step_end: after each step, with the latents; what it returns is used."""
     seen = []
-    tiny_pipe.on_step = lambda step, steps: seen.append((step, steps))
-    tiny_pipe.generate_shot("a fox", seed=0, num_inference_steps=3, output_type="latent")
+
+    def on_step(pipe, step, timestep, tensors):
+        seen.append((step + 1, pipe.num_timesteps))
+        return {"latents": tensors["latents"] * 0} if step == 2 else tensors
+
+    latents = tiny_pipe.generate_shot(
+        "a fox", seed=0, num_inference_steps=3, output_type="latent", callback_on_step_end=on_step
+    )
     assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert torch.count_nonzero(latents) == 0  # the last step's latents were replaced

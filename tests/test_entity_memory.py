@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from conftest import run_story
 from storymem.errors import InputError, StoryError
 from storymem.memory import Keyframe, MemoryBank
 from storymem.memory.entity import entity_memory, named_characters
@@ -84,9 +85,7 @@ STORY = {
 def test_runs_condition_each_shot_on_its_characters(tiny_pipe, tmp_path):
     pipe = tiny_pipe
     settings = dict(max_memory=3, sink=1, steps=2)
-    run = pipe.generate_story(
-        parse_story(STORY), tmp_path / "entity", progress=False, memory_policy="entity", **settings
-    )
+    run = run_story(pipe, parse_story(STORY), tmp_path / "entity", progress=False, memory_policy="entity", **settings)
     state = json.loads((run.run_dir / "state.json").read_text())
     assert state["settings"]["memory_policy"] == "entity"
     tag = {"01_01": "pip", "01_02": "bo", "01_03": "pip", "01_04": "bo", "01_05": "bo"}
@@ -95,7 +94,7 @@ def test_runs_condition_each_shot_on_its_characters(tiny_pipe, tmp_path):
         others = [f for f in memory if tag[f.split("/")[1][:5]] != tag[shot]]
         assert others == [], f"{shot} ({tag[shot]}) was given another character's keyframes: {others}"
     assert state["shots"]["01_03"]["memory"] == state["shots"]["01_01"]["keyframes"]  # Pip's own
-    official = pipe.generate_story(parse_story(STORY), tmp_path / "official", progress=False, **settings)
+    official = run_story(pipe, parse_story(STORY), tmp_path / "official", progress=False, **settings)
     official_state = json.loads((official.run_dir / "state.json").read_text())
     # the official memory hands Bo's shots Pip's keyframes
     pip = official_state["shots"]["01_01"]["keyframes"]
@@ -106,9 +105,9 @@ def test_entity_policy_needs_characters_and_a_known_name(tiny_pipe, tmp_path):
     pipe = tiny_pipe
     story = {key: v for key, v in STORY.items() if key != "characters"}
     with pytest.raises(InputError, match="the entity memory policy needs the story's characters"):
-        pipe.generate_story(parse_story(story), tmp_path / "a", progress=False, memory_policy="entity")
+        run_story(pipe, parse_story(story), tmp_path / "a", progress=False, memory_policy="entity")
     with pytest.raises(InputError, match="memory policy must be one of official, entity, got 'nearest'"):
-        pipe.generate_story(parse_story(STORY), tmp_path / "b", progress=False, memory_policy="nearest")
+        run_story(pipe, parse_story(STORY), tmp_path / "b", progress=False, memory_policy="nearest")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -147,8 +146,8 @@ def test_a_character_looking_like_another_still_gets_its_own_keyframes(tiny_pipe
     settings = dict(max_memory=3, sink=1, steps=2)
     states = {}
     for policy in ("official", "entity"):
-        run = tiny_pipe.generate_story(
-            parse_story(STORY), tmp_path / policy, progress=False, memory_policy=policy, **settings
+        run = run_story(
+            tiny_pipe, parse_story(STORY), tmp_path / policy, progress=False, memory_policy=policy, **settings
         )
         states[policy] = json.loads((run.run_dir / "state.json").read_text())["shots"]
     official, entity = states["official"], states["entity"]

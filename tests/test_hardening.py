@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import run_story
 from storymem import InputError, LoraError, NumericalError, StoryMemPipeline, parse_story
 from storymem.files import FolderLock
 from test_lora import write_lora
@@ -30,7 +31,7 @@ def pipe():
 
 
 def generate(pipe, out, story=SHORT, **kw):
-    return pipe.generate_story(parse_story(story), out, progress=False, **kw)
+    return run_story(pipe, parse_story(story), out, **kw)
 
 
 def snapshot(folder):
@@ -293,19 +294,6 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     (tmp_path / "examples").symlink_to(REPO / "examples")
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "run-py" / "story.mp4").is_file()
-
-
-def test_models_have_no_import_circle():
-    """presets is a light registry (builders import lazily); tiny and toy never import presets
-    or loading back."""
-    code = (
-        "import sys, storymem.models.presets as p\n"
-        "assert not [m for m in sys.modules if m.startswith('storymem.models.') and m != 'storymem.models.presets']\n"
-        "import storymem.models.tiny, storymem.models.toy\n"
-        "assert 'storymem.models.loading' not in sys.modules, 'tiny/toy import loading'\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
 
 
 def test_a_users_own_story_json_is_never_taken_for_a_skeleton(pipe, tmp_path):

@@ -9,6 +9,7 @@ import types
 import pytest
 import torch
 
+from conftest import run_story
 from storymem import InputError, LoraError, StoryMemPipeline, WeightsNotFoundError, parse_story
 from storymem.hub import snapshot
 from test_lora import write_lora
@@ -89,8 +90,7 @@ def test_t2v_experts_are_loaded_for_the_first_shot_and_freed_after(folders, tmp_
         return original(*args, **kw)
 
     monkeypatch.setattr(pipe, "generate_shot", generate_shot)
-    result = pipe.generate_story(
-        parse_story(STORY), tmp_path / "run", height=32, width=32, frames=5, steps=2, quality="none",
+    result = run_story(pipe, parse_story(STORY), tmp_path / "run", height=32, width=32, frames=5, steps=2, quality="none",
         keyframe_clip=str(folders.root / "clip"), progress=False,
     )  # fmt: skip
     assert result.generated == 3 and len(loads) == 1
@@ -174,4 +174,4 @@ def test_hub_ids_fail_at_once_offline_and_without_network(tmp_path, monkeypatch)
 def test_python_preview_setting_follows_the_pipeline(folders, tmp_path):
     pipe = real(folders)
     with pytest.raises(InputError, match="preview='/x' but the pipeline's preview LoRAs are from None"):
-        pipe.generate_story(parse_story(STORY), tmp_path / "run", preview="/x", progress=False)
+        run_story(pipe, parse_story(STORY), tmp_path / "run", preview="/x", progress=False)

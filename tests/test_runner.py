@@ -9,6 +9,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from conftest import run_story
 from storymem import InputError, StoryMemPipeline, parse_story
 from storymem.runner import shot_seed
 from storymem.video import read_video
@@ -87,7 +88,7 @@ def test_non_empty_folder_is_refused(tmp_path):
 
 
 def generate(pipe, story, out, **kw):
-    return pipe.generate_story(parse_story(story), out, progress=False, **kw)
+    return run_story(pipe, parse_story(story), out, **kw)
 
 
 @pytest.fixture

@@ -15,17 +15,9 @@ from storymem import StoryMemPipeline
 from storymem.conditioning import condition_mask, condition_pixels, model_input
 from storymem.errors import WeightsNotFoundError
 from storymem.models.presets import get_preset
-from storymem.models.toy import (
-    TEMPORAL,
-    TEXT_DIM,
-    TOY_WEIGHTS,
-    Z_DIM,
-    PixelPackCodec,
-    build_toy_components,
-    t2v_from_i2v,
-    toy_tokenizer,
-)
 from storymem.toyworld import ALL_LOOKS, Look, make_story, render_clip
+from storymem.toyworld.codec import TEMPORAL, Z_DIM, PixelPackCodec
+from storymem.toyworld.model import TEXT_DIM, TOY_WEIGHTS, build_toy_components, t2v_from_i2v, toy_tokenizer
 from storymem.toyworld.stories import ToyShot
 
 REPO = Path(__file__).resolve().parents[1]

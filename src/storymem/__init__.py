@@ -1,6 +1,22 @@
-"""storymem: multi-shot long video storytelling with memory (StoryMem on Wan2.2, via diffusers)."""
+"""storymem: multi-shot long video storytelling with memory (StoryMem on Wan2.2, via diffusers).
 
-from .errors import InputError, LoraError, NumericalError, StoryError, StoryMemError, WeightsNotFoundError
+A story in four lines:
+
+    import storymem
+    pipe = storymem.build_pipeline(storymem.PipelineOptions(model="toy"))
+    story = storymem.load_story("examples/toy-tam.json")
+    result = storymem.generate_story(pipe, story, "run", storymem.RunSettings(seed=0))
+"""
+
+from .errors import (
+    InputError,
+    LoraError,
+    NumericalError,
+    StoryError,
+    StoryMemError,
+    StoryMemWarning,
+    WeightsNotFoundError,
+)
 from .story import Shot, Story, load_story, parse_story
 
 __version__ = "0.1.0"
@@ -9,22 +25,34 @@ __all__ = [
     "InputError",
     "LoraError",
     "NumericalError",
+    "PipelineOptions",
+    "RunSettings",
     "Shot",
     "Story",
     "StoryError",
     "StoryMemError",
     "StoryMemPipeline",
+    "StoryMemWarning",
     "WeightsNotFoundError",
+    "build_pipeline",
+    "generate_story",
     "load_story",
     "parse_story",
 ]
 
+# These pull in torch and diffusers: imported only when asked, so `storymem validate` starts fast.
+_LAZY = {
+    "StoryMemPipeline": "storymem.pipelines",
+    "PipelineOptions": "storymem.options",
+    "RunSettings": "storymem.options",
+    "build_pipeline": "storymem.build",
+    "generate_story": "storymem.runner",
+}
+
 
 def __getattr__(name):
-    # The pipeline pulls in torch/diffusers; import it only when asked, so `storymem validate`
-    # starts fast.
-    if name in ("StoryMemPipeline", "StoryMemWarning"):
-        from . import pipelines
+    if name in _LAZY:
+        import importlib
 
-        return getattr(pipelines, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)

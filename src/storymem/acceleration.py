@@ -22,14 +22,17 @@ import gc
 import torch
 
 from .errors import InputError
+from .options import MODE_CHOICES
 
-MEMORY_MODES = ("resident", "fp8", "group-offload", "model-offload")
-MODE_CHOICES = ("auto", *MEMORY_MODES)
 CUDA_ONLY_MODES = ("model-offload",)
 # GPU memory a shot needs beside the expert weights: attention activations at 10 memory frames
 # (~5 GiB at 480x832), the VAE decoding 81 frames (~9 GiB in fp32), CLIP, and a margin.
 WORKING_GIB = 12.0
 GIB = 2**30
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def choose_memory_mode(free_gib: float, expert_gib: float, working_gib: float = WORKING_GIB) -> str:

@@ -15,10 +15,10 @@ from typing import Annotated
 
 import typer
 
+from .cli_options import pipeline_options, run_settings
 from .errors import InputError, StoryMemError
+from .options import DEFAULT_MODEL, PipelineOptions, RunSettings
 from .story import load_story
-
-DEFAULT_MODEL = "toy"  # the built-in model: runs anywhere, no download
 
 app = typer.Typer(
     name="storymem",
@@ -51,90 +51,34 @@ def validate(
         raise typer.Exit(1)
 
 
-I2vOption = Annotated[
-    str | None,
-    typer.Option("--i2v", help="Wan2.2 I2V-A14B weights: diffusers-format folder or hub id (default: the preset's)."),
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="Run this many stories at once as Ray tasks (one GPU each; one CPU core for toy/tiny)."),
 ]
-T2vOption = Annotated[
-    str | None,
-    typer.Option("--t2v", help="Wan2.2 T2V-A14B weights, for a first shot without references (folder or hub id)."),
-]
-MemoryModeOption = Annotated[
-    str,
-    typer.Option(
-        help="Where the weights live on the GPU: auto (from free memory), resident, fp8, group-offload or model-offload."
-    ),
-]
-CompileOption = Annotated[
-    bool, typer.Option("--compile", help="Compile the experts' blocks (torch.compile, regional).")
-]
-AttentionOption = Annotated[
-    str | None, typer.Option(help="diffusers attention backend, e.g. flash, _flash_3, sage (default: native SDPA).")
-]
-PreviewOption = Annotated[
-    Path | None, typer.Option(help="Folder of step-distilled Wan2.2 LoRAs (Lightning): a 4-step preview.")
-]
-SigmaGridOption = Annotated[
-    str | None, typer.Option(help="Noise-level grid: official, diffusers or lightning (default: the preset's).")
-]
-KeyframeClipOption = Annotated[
-    str | None, typer.Option(help="CLIP for keyframe selection: folder or hub id (default: the preset's).")
+RayAddressOption = Annotated[
+    str | None, typer.Option(help="Join this Ray cluster (e.g. ray://head:10001) instead of starting a local one.")
 ]
 
 
-def _pipeline(
-    model: str,
-    *,
-    lora: str | bool | None = None,
-    variant: str = "mi2v",
-    i2v: str | None = None,
-    t2v: str | None = None,
-    load_t2v: bool = True,
-    preview: Path | None = None,
-    memory_mode: str = "auto",
-    compile: bool = False,
-    attention: str | None = None,
-    sigma_grid: str | None = None,
-    split_shots: bool = False,
-):
-    """A placed pipeline. Every option (sigma_grid too, used later) is checked before any weights are read.
-    Under torchrun (split_shots: generate and shot) this process joins the others and each shot
-    is split over all of them."""
-    import torch
+ExtractorOption = Annotated[
+    str, typer.Option(help="Video-text features: clip (CLIP ViT-L/14), viclip (needs --viclip), tiny, or auto.")
+]
+ViclipOption = Annotated[Path | None, typer.Option(help="ViCLIP checkpoint ViClip-InternVid-10M-FLT.pth.")]
+HeadOption = Annotated[str, typer.Option(help="LAION aesthetic head: path or URL, none to skip, auto = VBench's head.")]
 
-    from .acceleration import check_attention_backend, check_memory_mode
-    from .distributed import context_parallel
-    from .pipelines import StoryMemPipeline
-    from .sampling import check_sigma_grid
 
-    check_sigma_grid(sigma_grid)
-    launch = context_parallel.launched()
-    if launch and not split_shots:
-        raise InputError(
-            "only generate and shot split a shot over torchrun's processes; run this command as one process "
-            "(bench: one process per GPU with --workers)"
-        )
-    device = context_parallel.start(launch) if launch else torch.device(_device())
-    try:
-        _choose_threads(model, device)
-        check_memory_mode(memory_mode, device)
-        if attention is not None:
-            check_attention_backend(attention, device)
-        pipe = StoryMemPipeline.from_preset(
-            model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, load_t2v=load_t2v, preview=preview
-        )
-        if launch:
-            pipe.enable_context_parallel(launch.world_size)
-        chosen = pipe.enable_memory_mode(memory_mode, device, compile=compile, attention=attention)
-    except BaseException:
-        context_parallel.stop()
-        raise
-    if pipe.preset.build is None and not context_parallel.is_follower():  # real weights: say where they went
-        sys.stderr.write(f"memory mode: {chosen}" + (" (auto)\n" if memory_mode == "auto" else "\n"))
-    return pipe
+def _build(options: PipelineOptions, split_shots: bool = False):
+    from .build import build_pipeline
+
+    return build_pipeline(options, split_shots=split_shots)
 
 
 @app.command()
+@pipeline_options
+@run_settings(
+    "references", "max_memory", "sink", "seed", "steps", "frames", "height", "width", "quality", "method",
+    "keyframe_clip", "memory_policy",
+)  # fmt: skip
 def generate(
     story_paths: Annotated[
         list[Path],
@@ -143,82 +87,44 @@ def generate(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (several stories: OUT/<story name>/).")],
-    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = DEFAULT_MODEL,
-    lora: Annotated[
-        str | None, typer.Option(help="StoryMem LoRA folder, file or hub id (default: the preset's).")
-    ] = None,
-    variant: Annotated[str, typer.Option(help="mi2v or mm2v: how cut=false shots continue.")] = "mi2v",
-    references: Annotated[
-        list[Path] | None, typer.Option(help="Reference image(s): the initial memory (MR2V); repeat.")
-    ] = None,
-    max_memory: Annotated[
-        int | None, typer.Option(help="Memory capacity in keyframes (default: what the model was trained with).")
-    ] = None,
-    sink: Annotated[int, typer.Option(help="Keyframes kept forever (memory sink).")] = 3,
-    seed: int = 0,
-    steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the preset's).")] = None,
-    frames: Annotated[int | None, typer.Option(help="Frames per shot, 4k+1 (default: the preset's).")] = None,
-    height: int | None = None,
-    width: int | None = None,
-    quality: Annotated[str | None, typer.Option(help="Keyframe quality filter: hpsv3, aesthetic or none.")] = None,
+    options: PipelineOptions,
+    settings: RunSettings,
     aesthetic_head: Annotated[
         Path | None, typer.Option(help="LAION aesthetic head weights, for --quality aesthetic.")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run after its last completed shot.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
-    method: Annotated[
-        str,
-        typer.Option(help="storymem (ours); baselines: independent (T2V per shot), chain (I2V from the last frame)."),
-    ] = "storymem",
     no_memory: Annotated[bool, typer.Option("--no-memory", help="Same as --method independent.")] = False,
-    i2v: I2vOption = None,
-    t2v: T2vOption = None,
-    memory_mode: MemoryModeOption = "auto",
-    compile: CompileOption = False,
-    attention: AttentionOption = None,
-    preview: PreviewOption = None,
-    sigma_grid: SigmaGridOption = None,
-    keyframe_clip: KeyframeClipOption = None,
-    memory_policy: MemoryPolicyOption = "official",
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
 ) -> None:
     """Generate a multi-shot story video with memory into a run folder (resumable)."""
     import time
 
+    from .batch import Job, find_stories, generate_jobs
     from .distributed.context_parallel import launched
     from .distributed.lockstep import lead_or_follow
-    from .eval.bench import Job, find_stories, generate_jobs
+    from .runner import generate_story
 
     _check_workers(workers, ray_address)
-    refs = [str(p.resolve()) for p in references] if references else None
-    for ref in refs or []:
-        if not Path(ref).is_file():
-            raise InputError(f"{ref}: reference image not found")
-    settings = dict(
-        variant=variant, references=refs, max_memory=max_memory, sink=sink, seed=seed, steps=steps, frames=frames,
-        height=height, width=width, quality=quality, aesthetic_head=aesthetic_head, lora=lora,
-        sigma_grid=sigma_grid, keyframe_clip=keyframe_clip, memory_policy=memory_policy,
-    )  # fmt: skip
-    method = "independent" if no_memory else method
+    if no_memory:
+        settings = settings.replace(method="independent")
+    head = str(aesthetic_head) if aesthetic_head else None
     start = time.perf_counter()
-    build = functools.partial(
-        _pipeline, model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, preview=preview,
-        memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid, split_shots=True,
-    )  # fmt: skip
+    build = functools.partial(_build, options, split_shots=True)
     if len(story_paths) > 1 or story_paths[0].is_dir() or workers is not None:
         if overwrite:
             raise InputError(
                 "--overwrite works on one story; with several, existing runs continue: delete a run's folder to start it over"
             )
         stories = {name: load_story(path) for name, path in find_stories(story_paths).items()}
-        jobs = [Job(name, story, method, out / name, settings) for name, story in stories.items()]
+        jobs = [Job(name, story, out / name, settings, head) for name, story in stories.items()]
 
         def serially(pipe):
             with lead_or_follow(pipe, launched()) as leading:
                 return generate_jobs(pipe, jobs) if leading else None
 
-        generated = _generate_jobs(build, jobs, workers, ray_address, model, serially)
+        generated = _generate_jobs(build, jobs, workers, ray_address, options, serially)
         if generated is not None:
             print(f"{len(jobs)} stories ({generated} shots generated) in {time.perf_counter() - start:.1f}s: {out}")
         return
@@ -231,7 +137,7 @@ def generate(
         if not leading:
             return
         try:
-            result = pipe.generate_story(story, out, resume=resume, overwrite=overwrite, method=method, **settings)
+            result = generate_story(pipe, story, out, settings, resume=resume, overwrite=overwrite, aesthetic_head=head)
         except KeyboardInterrupt:
             sys.stderr.write(
                 f"interrupted; completed shots are kept. Continue with: storymem generate {story_path} --out {out} --resume (and the same options)\n"
@@ -244,30 +150,17 @@ def generate(
 
 
 @app.command()
+@pipeline_options
+@run_settings("seed", "steps", "frames", "height", "width")
 def shot(
     prompt: Annotated[str, typer.Argument(help="What happens in the shot.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output video (.mp4).")] = Path("shot.mp4"),
-    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = DEFAULT_MODEL,
     memory: Annotated[list[Path] | None, typer.Option(help="Memory keyframe image, oldest first; repeat.")] = None,
     first_frames: Annotated[
         list[Path] | None, typer.Option(help="Previous shot's last frame (MI2V) or last 5 frames (MM2V); repeat.")
     ] = None,
-    lora: Annotated[
-        str | None, typer.Option(help="StoryMem LoRA folder, file or hub id (default: the preset's).")
-    ] = None,
-    variant: Annotated[str, typer.Option(help="LoRA variant: mi2v or mm2v.")] = "mi2v",
-    seed: int = 0,
-    steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the preset's).")] = None,
-    frames: Annotated[int | None, typer.Option(help="Frames, 4k+1 (default: the preset's).")] = None,
-    height: int | None = None,
-    width: int | None = None,
-    i2v: I2vOption = None,
-    t2v: T2vOption = None,
-    memory_mode: MemoryModeOption = "auto",
-    compile: CompileOption = False,
-    attention: AttentionOption = None,
-    preview: PreviewOption = None,
-    sigma_grid: SigmaGridOption = None,
+    options: PipelineOptions = None,
+    settings: RunSettings = None,
 ) -> None:
     """Generate one shot conditioned on memory images (the building block of a story)."""
     from .distributed.context_parallel import launched
@@ -280,11 +173,7 @@ def shot(
         raise InputError(f"--out {out}: is a folder; name the .mp4 file to write")
     memory_images = [load_image(p) for p in memory or []]
     given = [load_image(p) for p in first_frames or []]
-    pipe = _pipeline(
-        model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, load_t2v=not (memory_images or given),
-        preview=preview, memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid,
-        split_shots=True,
-    )  # fmt: skip
+    pipe = _build(options.replace(load_t2v=not (memory_images or given)), split_shots=True)
     with lead_or_follow(pipe, launched()) as leading:
         if not leading:
             return
@@ -292,31 +181,14 @@ def shot(
             prompt,
             memory_images,
             given,
-            seed=seed,
-            num_inference_steps=steps,
-            num_frames=frames,
-            height=height,
-            width=width,
-            sigma_grid=sigma_grid,
+            seed=settings.seed,
+            num_inference_steps=settings.steps,
+            num_frames=settings.frames,
+            height=settings.height,
+            width=settings.width,
         )
         write_video(video, out, fps=pipe.preset.fps)
         print(f"wrote {out} ({len(video)} frames, {video[0].width}x{video[0].height})")
-
-
-MemoryPolicyOption = Annotated[
-    str,
-    typer.Option(
-        help="official (sink + latest keyframes) or entity (sink + the keyframes of the characters a shot names; "
-        "needs the story's characters list)."
-    ),
-]
-WorkersOption = Annotated[
-    int | None,
-    typer.Option(help="Run this many stories at once as Ray tasks (one GPU each; one CPU core for toy/tiny)."),
-]
-RayAddressOption = Annotated[
-    str | None, typer.Option(help="Join this Ray cluster (e.g. ray://head:10001) instead of starting a local one.")
-]
 
 
 def _check_workers(workers: int | None, ray_address: str | None) -> None:
@@ -330,7 +202,7 @@ def _check_workers(workers: int | None, ray_address: str | None) -> None:
         raise InputError("--ray-address needs --workers N (how many runs at once)")
 
 
-def _generate_jobs(build, jobs, workers, ray_address, model, serially) -> int:
+def _generate_jobs(build, jobs, workers, ray_address, options: PipelineOptions, serially) -> int:
     """Shots generated: by Ray tasks with --workers, else `serially(pipe)` in this process."""
     from .models.presets import get_preset
 
@@ -340,38 +212,18 @@ def _generate_jobs(build, jobs, workers, ray_address, model, serially) -> int:
         return serially(pipe)
     import torch
 
+    from .build import choose_cpu_threads
     from .distributed.workers import run_jobs
 
-    _choose_threads(model, torch.device(_device()))  # the report is computed here, as in a serial run
-    gpu = get_preset(model).build is None
-    return run_jobs(build, repr(build), jobs, workers, ray_address, gpu=gpu)
-
-
-def _choose_threads(model: str, device) -> None:
-    """The built-in models are too small for several CPU threads to pay: on a 2-core machine
-    one thread was 1.25x slower when idle but 2.2x faster when another process used a core
-    (identical output; see the README). OMP_NUM_THREADS, if set, wins."""
-    import os
-
-    import torch
-
-    from .models.presets import get_preset
-
-    if device.type == "cpu" and get_preset(model).build is not None and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
-
-
-ExtractorOption = Annotated[
-    str, typer.Option(help="Video-text features: clip (CLIP ViT-L/14), viclip (needs --viclip), tiny, or auto.")
-]
-ViclipOption = Annotated[Path | None, typer.Option(help="ViCLIP checkpoint ViClip-InternVid-10M-FLT.pth.")]
-HeadOption = Annotated[str, typer.Option(help="LAION aesthetic head: path or URL, none to skip, auto = VBench's head.")]
+    choose_cpu_threads(options.model, torch.device(_device()))  # the report is computed here, as in a serial run
+    gpu = get_preset(options.model).build is None
+    return run_jobs(build, repr(options), jobs, workers, ray_address, gpu=gpu)
 
 
 def _device() -> str:
-    import torch
+    from .acceleration import default_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return default_device()
 
 
 @app.command("eval")
@@ -413,50 +265,34 @@ def eval_command(
 
 
 @app.command()
+@pipeline_options
+@run_settings("seed", "steps", "frames", "keyframe_clip", "memory_policy")
 def bench(
     stories: Annotated[list[Path], typer.Argument(help="Story scripts and/or folders of them.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Benchmark folder (runs, results, plots).")],
-    model: Annotated[str, typer.Option(help="Model preset (see `storymem presets`).")] = DEFAULT_MODEL,
     methods: Annotated[str, typer.Option(help="Comma-separated: storymem, independent, chain.")] = (
         "storymem,independent,chain"
     ),
-    lora: Annotated[str | None, typer.Option(help="StoryMem LoRA (default: the preset's).")] = None,
-    variant: Annotated[str, typer.Option(help="storymem's LoRA variant: mi2v or mm2v.")] = "mi2v",
-    seed: int = 0,
-    steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the preset's).")] = None,
-    frames: Annotated[int | None, typer.Option(help="Frames per shot, 4k+1 (default: the preset's).")] = None,
     extractor: ExtractorOption = "auto",
     viclip: ViclipOption = None,
     aesthetic_head: HeadOption = "auto",
-    i2v: I2vOption = None,
-    t2v: T2vOption = None,
-    memory_mode: MemoryModeOption = "auto",
-    compile: CompileOption = False,
-    attention: AttentionOption = None,
-    preview: PreviewOption = None,
-    sigma_grid: SigmaGridOption = None,
-    keyframe_clip: KeyframeClipOption = None,
-    memory_policy: MemoryPolicyOption = "official",
+    options: PipelineOptions = None,
+    settings: RunSettings = None,
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
 ) -> None:
     """Generate every story with every method (resumable), evaluate, and write the report."""
+    from .batch import generate_jobs
     from .eval import load_evaluators
-    from .eval.bench import bench_jobs, generate_jobs, parse_methods, report_bench
+    from .eval.bench import bench_jobs, parse_methods, report_bench
 
     chosen = parse_methods(methods)
     _check_workers(workers, ray_address)
-    jobs = bench_jobs(  # every script is checked before models load
-        stories, chosen, out, seed=seed, steps=steps, frames=frames, variant=variant, lora=lora,
-        sigma_grid=sigma_grid, keyframe_clip=keyframe_clip, memory_policy=memory_policy,
-    )  # fmt: skip
-    video_text, aesthetic = load_evaluators(extractor, model, viclip and str(viclip), aesthetic_head, _device())
-    build = functools.partial(
-        _pipeline, model, lora=lora, variant=variant, i2v=i2v, t2v=t2v, preview=preview,
-        memory_mode=memory_mode, compile=compile, attention=attention, sigma_grid=sigma_grid,
-    )  # fmt: skip
-    generated = _generate_jobs(build, jobs, workers, ray_address, model, lambda pipe: generate_jobs(pipe, jobs))
-    files, _, evaluated = report_bench(jobs, out, model, video_text, aesthetic)
+    jobs = bench_jobs(stories, chosen, out, settings)  # every script is checked before models load
+    video_text, aesthetic = load_evaluators(extractor, options.model, viclip and str(viclip), aesthetic_head, _device())
+    build = functools.partial(_build, options)
+    generated = _generate_jobs(build, jobs, workers, ray_address, options, lambda pipe: generate_jobs(pipe, jobs))
+    files, _, evaluated = report_bench(jobs, out, options.model, video_text, aesthetic)
     print((out / "results.md").read_text())
     print(
         f"{generated} shots generated, {evaluated} runs evaluated; "
@@ -465,6 +301,8 @@ def bench(
 
 
 @app.command("app")
+@pipeline_options
+@run_settings("seed", "steps")
 def app_command(
     host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
@@ -474,37 +312,25 @@ def app_command(
     stories: Annotated[
         list[Path] | None, typer.Option(help="Story scripts or folders offered in the editor (e.g. ST-Bench); repeat.")
     ] = None,
-    model: Annotated[str, typer.Option(help="Default model preset.")] = DEFAULT_MODEL,
-    lora: Annotated[str | None, typer.Option(help="StoryMem LoRA (default: the preset's).")] = None,
-    i2v: I2vOption = None,
-    t2v: T2vOption = None,
-    memory_mode: MemoryModeOption = "auto",
-    compile: CompileOption = False,
-    attention: AttentionOption = None,
-    preview: PreviewOption = None,
-    seed: int = 0,
-    steps: Annotated[int | None, typer.Option(help="Default denoising steps (default: the preset's).")] = None,
+    options: PipelineOptions = None,
+    settings: RunSettings = None,
 ) -> None:
-    """A web app: write a story, watch it being made shot by shot, see the memory, reopen runs."""
+    """A web app: write a story, watch it being made shot by shot, see the memory, reopen runs.
+    The pipeline options are the app's defaults (its Run tab changes model, memory mode, preview)."""
     try:
         from .app.jobs import Generator
         from .app.ui import CSS, build_app
     except ImportError as e:
         raise InputError(f"storymem app needs {e.name}: pip install 'storymem[app]'") from None
-    from .eval.bench import find_stories
-    from .models.presets import get_preset
+    from .batch import find_stories
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    get_preset(model)
     examples = {}
     bundled = Path(__file__).resolve().parents[2] / "examples"
     for source in ([bundled] if bundled.is_dir() else []) + list(stories or []):
         examples.update({name: path for name, path in find_stories([source]).items()})
-    build = functools.partial(_pipeline, lora=lora, i2v=i2v, t2v=t2v, compile=compile, attention=attention)
-    defaults = {"model": model, "memory_mode": memory_mode, "preview": str(preview) if preview else "",
-                "seed": seed, "steps": steps}  # fmt: skip
     runs.mkdir(parents=True, exist_ok=True)
-    page = build_app(Generator(build), runs, examples, defaults)
+    page = build_app(Generator(_build), runs, examples, options, settings)
     try:
         page.queue(default_concurrency_limit=4).launch(server_name=host, server_port=port, css=CSS, show_error=True)
     except OSError as e:  # the port is taken, or the address is not ours

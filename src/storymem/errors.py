@@ -31,3 +31,7 @@ class InputError(StoryMemError):
 
 class NumericalError(StoryMemError):
     """Weights or a generated shot holding NaN or infinite values."""
+
+
+class StoryMemWarning(UserWarning):
+    """Settings that work but leave what the weights were trained for."""

@@ -18,64 +18,26 @@ import contextlib
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import PIL.Image
 import torch
 from tqdm.auto import tqdm
 
-from .conditioning import ShotMode, mode_for
+from .conditioning import ShotMode
 from .errors import InputError, StoryMemError
 from .files import write_json
 from .memory import Keyframe, MemoryBank, select_keyframes
-from .memory.entity import POLICIES, entity_memory, named_characters
+from .memory.entity import entity_memory, named_characters
+from .options import CONTINUATION_FRAMES, RunSettings
 from .rundir import RunDirectory
-from .sampling import check_sigma_grid
 from .story import Shot, Story
 from .storyboard import evenly_spaced, render_storyboard
 from .video import concat_videos, load_image, write_video
 
 STATE_VERSION = 1
-CONTINUATION_FRAMES = {"mi2v": 1, "mm2v": 5}
-# storymem: ours. independent: T2V per shot, no memory. chain: each shot I2V from the previous
-# shot's last frame (the first shot T2V), no memory, no LoRA -- the usual "keep going" baseline.
-METHODS = ("storymem", "independent", "chain")
 TAIL = max(CONTINUATION_FRAMES.values())
-
-
-@dataclass
-class RunSettings:
-    """Everything that decides a run's output. A resume with other settings is refused."""
-
-    model: str
-    story_sha: str
-    lora: str | None = None
-    variant: str = "mi2v"
-    references: list[str] = field(default_factory=list)
-    max_memory: int = 10
-    sink: int = 3
-    seed: int = 0
-    steps: int | None = None
-    frames: int | None = None
-    height: int | None = None
-    width: int | None = None
-    method: str = "storymem"
-    quality: str = "none"
-    preview: str | None = None  # folder of step-distilled LoRAs (preview mode)
-    sigma_grid: str | None = None  # None: the preset's
-    keyframe_clip: str | None = None  # keyframe-selection CLIP (folder or hub id); None: the preset's
-    memory_policy: str = "official"  # or "entity": the keyframes of the characters a shot names
-
-    def differences(self, saved: dict) -> list[str]:
-        mine = asdict(self)
-        # Runs saved before a field existed hold its default.
-        defaults = asdict(RunSettings(model="", story_sha=""))
-        return [
-            f"{k}: saved {saved.get(k, defaults[k])!r}, now {mine[k]!r}"
-            for k in mine
-            if saved.get(k, defaults[k]) != mine[k]
-        ]
 
 
 def story_sha(story: Story) -> str:
@@ -99,16 +61,18 @@ class StoryResult:
 
 
 class StoryRunner:
-    def __init__(self, pipe, embedder=None, quality=None, keyframe_clip=None, release_t2v=True):
+    def __init__(self, pipe, embedder=None, quality=None, keyframe_clip=None, release_t2v=True, on_step=None):
         """embedder: image embedder for keyframe selection (else built from `keyframe_clip` or
         the preset's); quality: a quality scorer or None (no filter). Both are loaded once per
         runner. release_t2v: free the T2V experts once the story needs them no more (a bench,
-        whose next story starts with a T2V shot again, keeps them)."""
+        whose next story starts with a T2V shot again, keeps them). on_step: each shot's
+        `callback_on_step_end` (diffusers' convention; the web app's progress bar)."""
         self.pipe = pipe
         self.embedder = embedder
         self.quality = quality
         self.keyframe_clip = keyframe_clip
         self.release_t2v = release_t2v
+        self.on_step = on_step
         self._embeddings: dict[str, torch.Tensor] = {}  # keyframe file -> embedding
         self._tags: dict[str, frozenset[str]] = {}  # shot name -> the characters it names
 
@@ -143,7 +107,7 @@ class StoryRunner:
             bank.add(Keyframe(run.relative(target), "ref", i))
         state = {
             "version": STATE_VERSION,
-            "settings": asdict(settings),
+            "settings": settings.record(),
             "completed": [],
             "shots": {},
             "memory": bank.state(),
@@ -234,7 +198,7 @@ class StoryRunner:
         seed = shot_seed(settings.seed, shot.global_index)
 
         t0 = time.perf_counter()
-        frames = self.pipe.generate_shot(
+        output = self.pipe.generate_shot(
             shot.prompt,
             memory_images,
             given,
@@ -246,9 +210,11 @@ class StoryRunner:
             height=settings.height,
             width=settings.width,
             sigma_grid=settings.sigma_grid,
+            callback_on_step_end=self.on_step,
+            return_dict=True,
         )
         generate_s = time.perf_counter() - t0
-        timings = dict(self.pipe.last_shot_timings)
+        frames = output.frames
         write_video(frames, run.shot_video(shot), fps=self.pipe.preset.fps)
         tail = frames[-TAIL:]  # numbered from the end: the last frame is always TAIL - 1, even in short shots
         for i, frame in enumerate(tail, start=TAIL - len(tail)):
@@ -258,7 +224,7 @@ class StoryRunner:
         keyframes = self._select(run, shot, frames, memory) if ours else []
         bank.extend(keyframes)
         select_s = time.perf_counter() - t1
-        mode = mode_for(len(memory), len(given)).value
+        mode = output.mode.value
         return {
             "video": run.relative(run.shot_video(shot)),
             "frames": len(frames),
@@ -268,7 +234,7 @@ class StoryRunner:
             "keyframes": [k.file for k in keyframes],
             "generate_s": round(generate_s, 4),
             "select_s": round(select_s, 4),
-            "timings": timings,  # inside generate_s: encode, place, denoise, decode
+            "timings": output.timings,  # inside generate_s: encode, place, denoise, decode
             "memory_mode": self.pipe.placement.mode if self.pipe.placement is not None else None,
         }
 
@@ -315,17 +281,42 @@ class StoryRunner:
         render_storyboard(rows, run.storyboard)
 
 
-def _positive(name: str, value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise InputError(f"{name} must be a whole number of at least 1, got {value!r}")
+def resolve_settings(pipe, story: Story, settings: RunSettings) -> RunSettings:
+    """The run's full settings (what state.json records): those left None filled in from the
+    pipeline (model, lora, variant, preview, sigma grid), the preset (max_memory, quality) and
+    the story (story_sha, references), then checked against the pipeline and the story."""
+    preset, options = pipe.preset, pipe.options
+    loaded_preview = str(pipe.preview.folder) if pipe.preview is not None else None
+    if settings.preview is not None and settings.preview != loaded_preview:
+        # the setting records the pipeline's state, never changes it
+        raise InputError(
+            f"preview={settings.preview!r} but the pipeline's preview LoRAs are from {loaded_preview!r}; "
+            "load them with from_preset(..., preview=DIR)"
+        )
+    if settings.model is not None and settings.model != preset.name:
+        raise InputError(f"the settings are for model {settings.model!r}, the pipeline is {preset.name!r}")
+    resolved = settings.replace(
+        model=preset.name,
+        story_sha=story_sha(story),
+        lora=settings.lora if settings.lora is not None else (options.lora if isinstance(options.lora, str) else None),
+        variant=settings.variant or pipe.lora_variant or options.variant,
+        references=list(story.references) if settings.references is None else settings.references,
+        max_memory=settings.max_memory or preset.max_trained_memory,
+        quality=settings.quality or preset.quality,
+        preview=loaded_preview,
+        sigma_grid=settings.sigma_grid or options.sigma_grid,
+    )
+    check_run_settings(pipe, resolved)
+    if resolved.memory_policy == "entity" and not story.characters:
+        raise InputError(
+            'the entity memory policy needs the story\'s characters: add "characters": ["Name", ...] to the script'
+        )
+    return resolved
 
 
 def check_run_settings(pipe, s: RunSettings) -> None:
-    """Every setting, checked before the run folder is created, cleared or resumed."""
-    for name in ("steps", "frames", "height", "width", "max_memory"):
-        _positive(name.replace("_", "-"), getattr(s, name))
-    if isinstance(s.sink, bool) or not isinstance(s.sink, int) or not 0 <= s.sink <= s.max_memory:
-        raise InputError(f"sink must be a whole number from 0 to max-memory ({s.max_memory}), got {s.sink!r}")
+    """What the settings ask of this pipeline, checked before the run folder is created, cleared
+    or resumed (each field was checked on its own when the settings were made)."""
     preset = pipe.preset
     frames = s.frames or preset.num_frames
     pipe.check_size(s.height or preset.height, s.width or preset.width, frames)
@@ -334,7 +325,6 @@ def check_run_settings(pipe, s: RunSettings) -> None:
         raise InputError(f"a continuation shot keeps {given} given frame(s); frames must be larger, got {frames}")
     if s.variant == "mm2v" and frames - CONTINUATION_FRAMES["mm2v"] < TAIL:
         raise InputError(f"mm2v continuations need more than {2 * TAIL - 1} frames per shot (e.g. 13), got {frames}")
-    check_sigma_grid(s.sigma_grid)
     for ref in s.references:
         load_image(ref)  # one line naming a missing or unreadable image
 
@@ -350,55 +340,26 @@ def generate_story(
     pipe,
     story: Story,
     out_dir,
+    settings: RunSettings | None = None,
     *,
     embedder=None,
     scorer=None,
     aesthetic_head=None,
-    resume=False,
-    overwrite=False,
-    progress=True,
-    release_t2v=True,
-    **settings,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    release_t2v: bool = True,
+    callback_on_step_end=None,
 ) -> StoryResult:
     """Generate (or resume) a whole story into `out_dir`.
 
-    settings: RunSettings fields (method, seed, max_memory, sink, variant, references, steps,
-    frames, height, width, quality, lora, preview, sigma_grid, keyframe_clip). embedder / scorer:
-    ready-made keyframe models; by default the CLIP named by `keyframe_clip` (else the preset's)
-    and the quality filter named by `quality` are loaded once. release_t2v: see `StoryRunner`.
+    settings: `RunSettings` (None: every default). embedder / scorer: ready-made keyframe
+    models; by default the CLIP named by `keyframe_clip` (else the preset's) and the quality
+    filter named by `quality` (`aesthetic_head`: its LAION head) are loaded once. release_t2v:
+    see `StoryRunner`. callback_on_step_end: called after each denoising step of each shot
+    (diffusers' convention, see `StoryMemPipeline.generate_shot`).
     """
-    settings = {k: v for k, v in settings.items() if v is not None}
-    unknown = sorted(set(settings) - set(RunSettings.__dataclass_fields__) - {"story_sha"})
-    if unknown:
-        raise InputError(
-            f"unknown setting {unknown[0]!r}; the settings are {', '.join(RunSettings.__dataclass_fields__)}"
-        )
-    settings.setdefault("model", pipe.preset.name)
-    settings.setdefault("quality", pipe.preset.quality)
-    settings.setdefault("max_memory", pipe.preset.max_trained_memory)
-    settings.setdefault("variant", pipe.lora_variant or "mi2v")
-    if settings.get("variant") not in (None, *CONTINUATION_FRAMES):
-        raise InputError(f"variant must be mi2v or mm2v, got {settings['variant']!r}")
-    settings.setdefault("references", list(story.references))
-    loaded_preview = str(pipe.preview.folder) if pipe.preview is not None else None
-    settings.setdefault("preview", loaded_preview)
-    if settings.get("method", "storymem") not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, got {settings['method']!r}")
-    run_settings = RunSettings(story_sha=story_sha(story), **settings)
-    check_run_settings(pipe, run_settings)
-    if run_settings.preview != loaded_preview:  # the setting records the pipeline's state, never changes it
-        raise InputError(
-            f"preview={run_settings.preview!r} but the pipeline's preview LoRAs are from {loaded_preview!r}; "
-            "load them with from_preset(..., preview=DIR)"
-        )
-    if run_settings.memory_policy not in POLICIES:
-        raise InputError(f"memory policy must be one of {', '.join(POLICIES)}, got {run_settings.memory_policy!r}")
-    if run_settings.memory_policy == "entity" and not story.characters:
-        raise InputError(
-            'the entity memory policy needs the story\'s characters: add "characters": ["Name", ...] to the script'
-        )
-    if run_settings.references and run_settings.method != "storymem":
-        raise InputError(f"reference images need memory; they cannot be used with the {run_settings.method} baseline")
+    run_settings = resolve_settings(pipe, story, settings or RunSettings())
     if run_settings.method == "storymem":  # loaded (and checked) before the run folder is touched
         from .scoring import make_quality_scorer
 
@@ -410,8 +371,9 @@ def generate_story(
             name = run_settings.keyframe_clip or pipe.preset.keyframe_embedder
             embedder = load_keyframe_embedder(name, pipe._execution_device)
     runner = StoryRunner(
-        pipe, embedder=embedder, quality=scorer, keyframe_clip=run_settings.keyframe_clip, release_t2v=release_t2v
-    )
+        pipe, embedder=embedder, quality=scorer, keyframe_clip=run_settings.keyframe_clip, release_t2v=release_t2v,
+        on_step=callback_on_step_end,
+    )  # fmt: skip
     try:
         return runner.run(story, out_dir, run_settings, resume=resume, overwrite=overwrite, progress=progress)
     except OSError as e:

@@ -12,6 +12,9 @@ what differs between recipes is the UNSHIFTED grid handed to it:
 
 Timesteps are sigma * 1000: int64 for UniPC (as both the official solver and diffusers do),
 float for Euler (as the Lightning code does).
+
+The denoising loop is here too, as pure functions (`denoise` with `guided_prediction`): the
+pipeline prepares the inputs and hands them over.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers.utils.torch_utils import randn_tensor
+
+from .conditioning import model_input
+from .errors import InputError, NumericalError
 
 NUM_TRAIN_TIMESTEPS = 1000
 SIGMA_GRIDS = ("official", "diffusers", "lightning")
@@ -41,8 +49,6 @@ class Sampling:
 
 
 def check_sigma_grid(grid: str | None) -> None:
-    from .errors import InputError
-
     if grid is not None and grid not in SIGMA_GRIDS:
         raise InputError(f"sigma grid must be one of {', '.join(SIGMA_GRIDS)}, got {grid!r}")
 
@@ -83,3 +89,53 @@ def make_scheduler(sampling: Sampling, device=None):
 def flow_scheduler(shift: float = 4.0):
     """The scheduler component a pipeline is saved with (each shot builds its own from its Sampling)."""
     return make_scheduler(Sampling(steps=1, shift=shift, boundary=0, guidance=1, guidance_2=1, grid="diffusers"))
+
+
+def initial_noise(shape: tuple[int, ...], seed: int, device) -> torch.Tensor:
+    """The starting latents of a shot, from a CPU generator: the same seed gives the same shot on
+    any device."""
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    return randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32).to(device)
+
+
+def guided_prediction(experts, sampling: Sampling, condition, positive, negative, num_memory: int, device):
+    """predict(latents, t, step) for `denoise`: the high-noise expert above the boundary, the
+    low-noise one below, each with its classifier-free guidance scale (no unconditional branch
+    when the scale is 1 or there is no negative prompt). Both branches see the same memory
+    conditioning. A NaN or infinite prediction stops the shot: a black shot is never saved."""
+    boundary = sampling.boundary * NUM_TRAIN_TIMESTEPS
+    extra = {"num_memory_frames": num_memory} if num_memory else {}
+
+    def predict(latents: torch.Tensor, t: torch.Tensor, step: int, steps: int) -> torch.Tensor:
+        high_noise = t >= boundary
+        model = experts[0] if high_noise else experts[1]
+        scale = sampling.guidance if high_noise else sampling.guidance_2
+        x = model_input(latents, condition).to(model.dtype)
+        timestep = t.expand(1).to(device)
+        prediction = model(x, timestep, positive.to(device, model.dtype), return_dict=False, **extra)[0].float()
+        if scale > 1 and negative is not None:
+            negative_branch = model(x, timestep, negative.to(device, model.dtype), return_dict=False, **extra)
+            unconditional = negative_branch[0].float()
+            prediction = unconditional + scale * (prediction - unconditional)
+        if not torch.isfinite(prediction).all():
+            raise NumericalError(
+                f"the {'high' if high_noise else 'low'}-noise expert produced NaN or infinite values at "
+                f"step {int(step) + 1} of {steps}; its weights (a LoRA with huge or damaged "
+                "values?) or the settings are broken; nothing was saved for this shot"
+            )
+        return prediction
+
+    return predict
+
+
+def denoise(predict, latents: torch.Tensor, scheduler, progress=iter, callback=None) -> torch.Tensor:
+    """The sampling loop, k-diffusion style: `predict(latents, t, step, steps)` gives the flow
+    prediction, the scheduler steps, and `callback(step, t, latents)` (if any) sees the latents
+    after each step and may return new ones. `progress` wraps the timesteps (a progress bar)."""
+    timesteps = scheduler.timesteps
+    for step, t in enumerate(progress(timesteps)):
+        prediction = predict(latents, t, step, len(timesteps))
+        latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
+        if callback is not None:
+            latents = callback(step, t, latents)
+    return latents

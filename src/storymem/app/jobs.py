@@ -13,15 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..build import build_pipeline
 from ..errors import StoryMemError
+from ..options import PipelineOptions, RunSettings
+from ..runner import generate_story
 
 
 @dataclass
 class Job:
     run_dir: Path
     story: object
-    settings: dict  # RunSettings fields for generate_story
-    model: dict  # what builds the pipeline: model, memory_mode, preview
+    settings: RunSettings
+    options: PipelineOptions  # what builds the pipeline
     resume: bool = False
     status: str = "queued"  # queued, running, finished, failed
     error: str = ""
@@ -32,8 +35,8 @@ class Job:
 
 
 class Generator:
-    def __init__(self, build: Callable[..., object]):
-        """build(**model) returns a placed pipeline (the CLI's, with its checks)."""
+    def __init__(self, build: Callable[[PipelineOptions], object] = build_pipeline):
+        """build(options) returns a placed pipeline."""
         self._build = build
         self._pipe, self._pipe_key = None, None
         self._queue: queue.Queue[Job] = queue.Queue()
@@ -57,13 +60,12 @@ class Generator:
     def busy(self) -> bool:
         return any(j.status in ("queued", "running") for j in self.jobs.values())
 
-    def _pipeline(self, model: dict):
-        key = tuple(sorted(model.items()))
-        if self._pipe_key != key:
+    def _pipe_for(self, options: PipelineOptions):
+        if self._pipe_key != options:
             self._pipe = None  # free the old one first
-            self._pipe = self._build(**model)
+            self._pipe = self._build(options)
             self._pipe.set_progress_bar_config(disable=True)
-            self._pipe_key = key
+            self._pipe_key = options
         return self._pipe
 
     def _work(self) -> None:
@@ -71,13 +73,16 @@ class Generator:
             job = self._queue.get()
             job.status = "running"
             try:
-                pipe = self._pipeline(job.model)
+                pipe = self._pipe_for(job.options)
 
-                def on_step(step, steps, job=job):
-                    job.step, job.steps = step, steps
+                def on_step(pipe, step, timestep, tensors, job=job):
+                    job.step, job.steps = step + 1, pipe.num_timesteps
+                    return tensors
 
-                pipe.on_step = on_step
-                result = pipe.generate_story(job.story, job.run_dir, resume=job.resume, progress=False, **job.settings)
+                result = generate_story(
+                    pipe, job.story, job.run_dir, job.settings, resume=job.resume, progress=False,
+                    callback_on_step_end=on_step,
+                )  # fmt: skip
                 job.generated = result.generated
                 job.status = "finished"
             except StoryMemError as e:  # the CLI's one-line message, shown in the page
@@ -85,6 +90,4 @@ class Generator:
             except Exception as e:  # never lose the worker thread
                 job.status, job.error = "failed", f"{type(e).__name__}: {e}"
             finally:
-                if self._pipe is not None:
-                    self._pipe.on_step = None
                 job.done.set()

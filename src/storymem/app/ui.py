@@ -15,12 +15,11 @@ import gradio as gr
 
 from ..errors import StoryMemError
 from ..models.presets import PRESETS
+from ..options import MODE_CHOICES, PipelineOptions, RunSettings
 from ..story import load_story
 from .editor import COLUMNS, check_rows, rows_to_data, story_to_rows
 from .jobs import Generator, Job
 from .views import list_runs, run_view
-
-MEMORY_MODES = ["auto", "resident", "fp8", "group-offload", "model-offload"]
 
 
 def _bar(label: str, done: int, total: int) -> str:
@@ -39,9 +38,17 @@ CSS = """
 """
 
 
-def build_app(generator: Generator, runs_root: Path, examples: dict[str, Path], defaults: dict) -> gr.Blocks:
-    """defaults: model, memory_mode, preview, seed, steps (the `storymem app` flags)."""
+def build_app(
+    generator: Generator,
+    runs_root: Path,
+    examples: dict[str, Path],
+    options: PipelineOptions | None = None,
+    settings: RunSettings | None = None,
+) -> gr.Blocks:
+    """options, settings: the defaults (the `storymem app` flags); the Run tab changes the
+    model, memory mode and preview of the one, the seed and steps of the other."""
     runs_root = Path(runs_root)
+    options, settings = options or PipelineOptions(), settings or RunSettings()
 
     def load_example(name):
         if not name or name not in examples:
@@ -128,15 +135,17 @@ def build_app(generator: Generator, runs_root: Path, examples: dict[str, Path], 
                 gr.update(),
                 f"error: {run_dir}: a run of that name exists; open it in Runs to resume it, or choose another name",
             )
-        settings = {"seed": int(seed or 0), "steps": int(steps) if steps else None}
-        if references:
-            settings["references"] = [str(Path(f)) for f in references]
-        job = Job(run_dir, story, settings, _model(model, memory_mode, preview))
+        try:
+            refs = [str(Path(f)) for f in references] if references else None
+            chosen = settings.replace(seed=int(seed or 0), steps=int(steps) if steps else None, references=refs)
+            job = Job(run_dir, story, chosen, _options(model, memory_mode, preview))
+        except StoryMemError as e:
+            return gr.update(), f"error: {e}"
         generator.submit(job)
         return str(run_dir), f"submitted: {run_dir}"
 
-    def _model(model, memory_mode, preview) -> dict:
-        return {"model": model, "memory_mode": memory_mode, "preview": Path(preview) if preview else None}
+    def _options(model, memory_mode, preview) -> PipelineOptions:
+        return options.replace(model=model, memory_mode=memory_mode, preview=preview or None)
 
     def resume(run, model, memory_mode, preview):
         if not run:
@@ -148,9 +157,13 @@ def build_app(generator: Generator, runs_root: Path, examples: dict[str, Path], 
             return f"error: {e}"
         saved = json.loads((run_dir / "state.json").read_text()).get("settings", {})
         # the run's own settings (a resume with others is refused); the pipeline is built for them
-        settings = {k: v for k, v in saved.items() if k not in ("story_sha", "model", "preview")}
-        model_settings = _model(saved.get("model", model), memory_mode, saved.get("preview") or preview)
-        generator.submit(Job(run_dir, story, settings, model_settings, resume=True))
+        own = {k: v for k, v in saved.items() if k not in ("story_sha", "model", "preview")}
+        try:
+            job_options = _options(saved.get("model", model), memory_mode, saved.get("preview") or preview)
+            job = Job(run_dir, story, RunSettings.from_dict(own), job_options, resume=True)
+        except StoryMemError as e:
+            return f"error: {e}"
+        generator.submit(job)
         return f"submitted: resume {run_dir}"
 
     def refresh(run):
@@ -245,13 +258,11 @@ def build_app(generator: Generator, runs_root: Path, examples: dict[str, Path], 
                 )  # fmt: skip
             with gr.Tab("Run", id="run"):
                 with gr.Row():
-                    model = gr.Dropdown(list(PRESETS), value=defaults["model"], label="Model", elem_id="model")
-                    memory_mode = gr.Dropdown(MEMORY_MODES, value=defaults["memory_mode"], label="Memory mode")
-                    preview = gr.Textbox(defaults.get("preview") or "", label="Preview LoRA folder (optional)")
-                    seed = gr.Number(defaults.get("seed", 0), precision=0, label="Seed")
-                    steps = gr.Number(
-                        defaults.get("steps") or 0, precision=0, minimum=0, label="Steps (0: the model's)"
-                    )
+                    model = gr.Dropdown(list(PRESETS), value=options.model, label="Model", elem_id="model")
+                    memory_mode = gr.Dropdown(list(MODE_CHOICES), value=options.memory_mode, label="Memory mode")
+                    preview = gr.Textbox(options.preview or "", label="Preview LoRA folder (optional)")
+                    seed = gr.Number(settings.seed, precision=0, label="Seed")
+                    steps = gr.Number(settings.steps or 0, precision=0, minimum=0, label="Steps (0: the model's)")
                 with gr.Row():
                     run_name = gr.Textbox(label=f"Run folder name (inside {runs_root})", elem_id="run-name")
                     start_button = gr.Button("Generate", variant="primary", elem_id="start")

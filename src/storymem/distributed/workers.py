@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
+from ..batch import run_job_as_its_method
 from ..errors import InputError, StoryMemError
 
 RETRIES = 3  # a task whose worker died is run again this many times, resuming each time
@@ -23,18 +24,12 @@ _pipelines: dict[str, object] = {}  # in a worker process: built pipelines by de
 
 
 def _job_in_worker(build: Callable, key: str, job):
-    from ..eval.bench import run_job
-
     if key not in _pipelines:
         _pipelines.clear()  # one pipeline per worker process
         pipe = build()
         pipe.set_progress_bar_config(disable=True)
         _pipelines[key] = pipe
-    pipe = _pipelines[key]
-    if job.method == "storymem":
-        return run_job(pipe, job).generated
-    with pipe.lora_disabled():
-        return run_job(pipe, job).generated
+    return run_job_as_its_method(_pipelines[key], job)
 
 
 def _start_ray(address: str | None, workers: int, gpu: bool):

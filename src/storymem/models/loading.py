@@ -9,6 +9,7 @@ for --i2v, T2V for --t2v) with the subfolders we load.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -127,7 +128,11 @@ def t2v_loader(preset: Preset, t2v: str | None = None, torch_dtype: torch.dtype 
     return load
 
 
-def load_components(preset: Preset, **kwargs) -> dict:
+def load_components(preset: Preset, weights: str | None = None, **kwargs) -> dict:
+    """The components of a preset: built in code (tiny, toy; `weights`: a folder of the toy's
+    own weights) or loaded from Wan2.2 folders (`load_wan_components`' arguments)."""
     if preset.build is not None:
-        return preset.build()
+        module, function = preset.build.split(":")
+        build = getattr(importlib.import_module(module), function)
+        return build(weights=weights) if weights else build()
     return load_wan_components(preset, **kwargs)

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import torch
 
 from ..sampling import Sampling
 
-# toy.TOY_WEIGHTS (not imported here: toy.py pulls in transformers; the presets stay light)
-TOY_LORA = Path(__file__).parent / "toy_weights" / "lora"
+# The toy model's shipped weights (toyworld/model.py builds it; not imported here: the presets stay light).
+TOY_LORA = Path(__file__).parents[1] / "toyworld" / "weights" / "lora"
 
 # Wan2.2's default negative prompt (shared config of the official code).
 WAN_NEGATIVE_PROMPT = (
@@ -54,8 +53,10 @@ class Preset:
     # Preview mode (a step-distilled LoRA on top): its sampler for T2V and memory shots; None = no preview.
     preview_t2v: Sampling | None = None
     preview_m2v: Sampling | None = None
-    # Presets built in code instead (tiny, toy): returns the pipeline's components.
-    build: Callable[[], dict] | None = None
+    # Presets built in code instead (tiny, toy): "module:function" returning the pipeline's
+    # components, imported only when the preset is built (the toy lives in storymem.toyworld).
+    build: str | None = None
+    takes_weights: bool = False  # a built-in model whose weights a folder can replace (--weights)
 
 
 # The Wan2.2-Lightning / LightX2V recipe (their configs and code): Euler, 4 steps, shift 5,
@@ -66,18 +67,6 @@ LIGHTNING_T2V = Sampling(
 LIGHTNING_I2V = Sampling(
     steps=4, shift=5.0, boundary=0.9, guidance=1.0, guidance_2=1.0, solver="euler", grid="lightning"
 )
-
-
-def _tiny_components() -> dict:
-    from .tiny import build_tiny_components
-
-    return build_tiny_components()
-
-
-def _toy_components() -> dict:
-    from .toy import build_toy_components
-
-    return build_toy_components()
 
 
 PRESETS: dict[str, Preset] = {
@@ -120,7 +109,8 @@ PRESETS: dict[str, Preset] = {
         lora_source=str(TOY_LORA),  # shipped in the package
         keyframe_embedder="tiny",
         quality="none",
-        build=_toy_components,
+        build="storymem.toyworld.model:build_toy_components",
+        takes_weights=True,
     ),
     "tiny": Preset(
         name="tiny",
@@ -139,7 +129,7 @@ PRESETS: dict[str, Preset] = {
         max_sequence_length=32,
         keyframe_embedder="tiny",
         quality="none",
-        build=_tiny_components,
+        build="storymem.models.tiny:build_tiny_components",
     ),
 }
 

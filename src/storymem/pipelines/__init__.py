@@ -1,3 +1,4 @@
-from .storymem import StoryMemPipeline, StoryMemWarning
+from ..errors import StoryMemWarning
+from .storymem import ShotOutput, StoryMemPipeline
 
-__all__ = ["StoryMemPipeline", "StoryMemWarning"]
+__all__ = ["ShotOutput", "StoryMemPipeline", "StoryMemWarning"]

@@ -43,8 +43,8 @@ from tqdm.auto import tqdm
 from ..conditioning import condition_pixels, model_input
 from ..files import read_json, write_json
 from ..models.lora import EXPERT_FILES
-from ..models.toy import BASE_FILE, build_toy_components
 from ..train.trainer import TrainConfig, sample_sigmas, train
+from .model import BASE_FILE, build_toy_components
 from .stories import ToyShot
 from .world import ACTIONS, ALL_LOOKS, NAMES, PLACES, SHOTS, render_clip
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..files import write_json
+from ..pixels import image_to_tensor
 from ..storyboard import evenly_spaced
 from ..video import read_video
 from .data import GIVEN, Clip
@@ -53,8 +54,6 @@ def clip_frames(clip: Clip, frames: int) -> list[PIL.Image.Image]:
 
 @torch.no_grad()
 def encode_clip(pipe, clip: Clip, s: EncodeSettings) -> dict[str, torch.Tensor]:
-    from ..pipelines.storymem import image_to_tensor
-
     frames = clip_frames(clip, s.frames)
     pixels = torch.stack([image_to_tensor(f, s.height, s.width)[0] for f in frames], dim=1)[None]
     keyframes = [frames[i] for i in evenly_spaced(s.keyframes_per_clip, s.frames)]
