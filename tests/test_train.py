@@ -46,7 +46,7 @@ def tiny_pipe():
 
 
 def config(dataset, out, **kw):
-    base = dict(data=str(dataset), out=str(out), steps=30, lr=1e-2, rank=8, batch_size=2, checkpoint_every=100)
+    base = dict(data=str(dataset), out=str(out), model="tiny", steps=30, lr=1e-2, rank=8, batch_size=2, checkpoint_every=100)
     return TrainConfig(**{**base, **kw})
 
 

@@ -17,8 +17,9 @@ import typer
 
 from .cli_options import pipeline_options, run_settings
 from .errors import InputError, StoryMemError
-from .options import DEFAULT_MODEL, PipelineOptions, RunSettings
+from .options import PipelineOptions, RunSettings
 from .story import load_story
+from .train.config import TrainConfig
 
 app = typer.Typer(
     name="storymem",
@@ -352,29 +353,35 @@ def train_command(
         Path | None, typer.Option(help="Folder with clips and metadata.jsonl (video, caption, group).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoints, loss.png and lora/ go here.")] = None,
-    model: Annotated[str, typer.Option(help="Model preset to fine-tune.")] = DEFAULT_MODEL,
+    model: Annotated[str, typer.Option(help="Model preset to fine-tune.")] = TrainConfig.model,
     i2v: Annotated[
         str | None,
         typer.Option("--i2v", help="Wan2.2 I2V-A14B weights to fine-tune (folder or hub id; no --t2v: M2V is I2V)."),
-    ] = None,
-    expert: Annotated[str, typer.Option(help="high or low: each expert trains on its own timestep range.")] = "high",
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (StoryMem: 1e-5).")] = 1e-5,
-    rank: Annotated[int, typer.Option(help="LoRA rank (StoryMem: 128, alpha = rank, rsLoRA).")] = 128,
-    max_memory: Annotated[int, typer.Option(help="Memory frames per example: 1 to this.")] = 10,
-    p_first: Annotated[float, typer.Option(help="Probability of also giving the target's first frame(s).")] = 0.5,
-    variant: Annotated[str, typer.Option(help="mi2v (first frame) or mm2v (first 5 frames).")] = "mi2v",
-    batch_size: int = 1,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
-    mixed_precision: Annotated[str, typer.Option(help="no, bf16 or fp16.")] = "no",
-    gradient_checkpointing: bool = False,
-    keyframes_per_clip: Annotated[int, typer.Option(help="Memory candidates per clip (evenly spaced frames).")] = 4,
+    ] = TrainConfig.i2v,
+    expert: Annotated[
+        str, typer.Option(help="high or low: each expert trains on its own timestep range.")
+    ] = TrainConfig.expert,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = TrainConfig.steps,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (StoryMem: 1e-5).")] = TrainConfig.lr,
+    rank: Annotated[int, typer.Option(help="LoRA rank (StoryMem: 128, alpha = rank, rsLoRA).")] = TrainConfig.rank,
+    max_memory: Annotated[int, typer.Option(help="Memory frames per example: 1 to this.")] = TrainConfig.max_memory,
+    p_first: Annotated[
+        float, typer.Option(help="Probability of also giving the target's first frame(s).")
+    ] = TrainConfig.p_first,
+    variant: Annotated[str, typer.Option(help="mi2v (first frame) or mm2v (first 5 frames).")] = TrainConfig.variant,
+    batch_size: int = TrainConfig.batch_size,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = TrainConfig.grad_accum,
+    mixed_precision: Annotated[str, typer.Option(help="no, bf16 or fp16.")] = TrainConfig.mixed_precision,
+    gradient_checkpointing: bool = TrainConfig.gradient_checkpointing,
+    keyframes_per_clip: Annotated[
+        int, typer.Option(help="Memory candidates per clip (evenly spaced frames).")
+    ] = TrainConfig.keyframes_per_clip,
     frames: Annotated[int | None, typer.Option(help="Frames per clip, 4k+1 (default: the preset's).")] = None,
     height: int | None = None,
     width: int | None = None,
     cache: Annotated[Path | None, typer.Option(help="Latent cache from `storymem train cache`.")] = None,
-    checkpoint_every: int = 500,
-    seed: int = 0,
+    checkpoint_every: int = TrainConfig.checkpoint_every,
+    seed: int = TrainConfig.seed,
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out.")] = False,
 ) -> None:
     """Train one expert's M2V LoRA; writes --out/lora/backbone_<expert>_noise.safetensors."""
@@ -382,7 +389,7 @@ def train_command(
         return
     if data is None or out is None:
         raise InputError("storymem train needs --data DIR and --out DIR")
-    from .train import TrainConfig, train
+    from .train import train
 
     config = TrainConfig(
         data=str(data), out=str(out), model=model, expert=expert, steps=steps, lr=lr, rank=rank,
@@ -408,12 +415,12 @@ def train_command(
 def train_cache(
     data: Annotated[Path, typer.Option(help="Folder with clips and metadata.jsonl.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Cache folder.")],
-    model: Annotated[str, typer.Option(help="Model preset (its VAE and text encoder).")] = DEFAULT_MODEL,
+    model: Annotated[str, typer.Option(help="Model preset (its VAE and text encoder).")] = TrainConfig.model,
     i2v: Annotated[
         str | None, typer.Option("--i2v", help="Wan2.2 I2V-A14B weights (folder or hub id): its VAE and UMT5.")
     ] = None,
-    variant: Annotated[str, typer.Option(help="mi2v or mm2v (which first frames to encode).")] = "mi2v",
-    keyframes_per_clip: int = 4,
+    variant: Annotated[str, typer.Option(help="mi2v or mm2v (which first frames to encode).")] = TrainConfig.variant,
+    keyframes_per_clip: int = TrainConfig.keyframes_per_clip,
     frames: int | None = None,
     height: int | None = None,
     width: int | None = None,

@@ -61,9 +61,6 @@ RUN_SETTINGS = {
     ),
 }
 
-_PIPELINE_DEFAULTS = PipelineOptions()
-_RUN_DEFAULTS = RunSettings()
-
 
 def _references(paths: list[Path] | None) -> list[str] | None:
     """Absolute paths of existing images (the story's own references when none are given)."""
@@ -78,7 +75,7 @@ def _references(paths: list[Path] | None) -> list[str] | None:
 
 def _add_parameters(command, name: str, declared: dict, defaults, make):
     """`command` with the `declared` options in place of its parameter `name`, which receives
-    `make(values)`."""
+    `make(values)`. `defaults`: the dataclass, whose class attributes are its fields' defaults."""
     hints = get_type_hints(command, include_extras=True)
     own = [
         p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values() if p.name != name
@@ -106,7 +103,7 @@ def pipeline_options(command):
         values = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
         return PipelineOptions(**values)
 
-    return _add_parameters(command, "options", PIPELINE_OPTIONS, _PIPELINE_DEFAULTS, make)
+    return _add_parameters(command, "options", PIPELINE_OPTIONS, PipelineOptions, make)
 
 
 def run_settings(*names: str):
@@ -118,4 +115,4 @@ def run_settings(*names: str):
             values["references"] = _references(values["references"])
         return RunSettings(**values)
 
-    return lambda command: _add_parameters(command, "settings", declared, _RUN_DEFAULTS, make)
+    return lambda command: _add_parameters(command, "settings", declared, RunSettings, make)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .errors import InputError
-from .sampling import SIGMA_GRIDS
 
 DEFAULT_MODEL = "toy"  # the built-in model: runs anywhere, no download
 VARIANTS = ("mi2v", "mm2v")  # how a cut=false shot continues: its previous shot's last 1 or 5 frames
@@ -56,12 +55,14 @@ class PipelineOptions:
     device: str | None = None  # None: cuda when there is one, else cpu
 
     def __post_init__(self) -> None:
+        # imported here: this module stays light (the CLI reads the defaults before torch loads)
         from .models.presets import get_preset
+        from .sampling import check_sigma_grid
 
         get_preset(self.model)  # one line for an unknown preset
         _one_of("variant", self.variant, VARIANTS)
         _one_of("--memory-mode", self.memory_mode, MODE_CHOICES)
-        _one_of("sigma grid", self.sigma_grid, SIGMA_GRIDS)
+        check_sigma_grid(self.sigma_grid)
         for name in ("weights", "i2v", "t2v", "preview"):  # a Path is kept as its text
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -115,7 +116,10 @@ class RunSettings:
         _one_of("memory policy", self.memory_policy, POLICIES)
         if self.quality is not None and self.quality not in QUALITY_FILTERS:
             raise InputError(f"quality filter must be hpsv3, aesthetic or none, got {self.quality!r}")
-        _one_of("sigma grid", self.sigma_grid, SIGMA_GRIDS)
+        if self.sigma_grid is not None:
+            from .sampling import check_sigma_grid
+
+            check_sigma_grid(self.sigma_grid)
         if self.references is not None:
             object.__setattr__(self, "references", [str(r) for r in self.references])
         if self.references and self.method != "storymem":

@@ -14,7 +14,8 @@ class Keyframe:
 
 
 class MemoryBank:
-    def __init__(self, max_memory: int = 10, sink: int = 3):
+    def __init__(self, max_memory: int, sink: int):
+        """max_memory: keyframes in all; sink: the first ones, kept forever (a run's RunSettings)."""
         if max_memory < 1 or not 0 <= sink <= max_memory:
             raise ValueError(f"need max_memory >= 1 and 0 <= sink <= max_memory, got {max_memory}, {sink}")
         self.max_memory, self.sink_size = max_memory, sink

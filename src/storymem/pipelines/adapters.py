@@ -14,7 +14,7 @@ from ..errors import InputError, LoraError
 from ..models import lora as lora_io
 from ..models.presets import Preset
 from ..models.preview import PREVIEW_ADAPTER, find_preview_files, load_preview_lora
-from ..options import VARIANTS
+from ..options import VARIANTS, PipelineOptions
 
 
 class AdaptersMixin:
@@ -27,7 +27,11 @@ class AdaptersMixin:
         self._storymem_lora_on = True
 
     def load_storymem_lora(
-        self, path: str | Path | None = None, variant: str = "mi2v", alpha: float | None = None, strict: bool = True
+        self,
+        path: str | Path | None = None,
+        variant: str = PipelineOptions.variant,
+        alpha: float | None = None,
+        strict: bool = True,
     ) -> None:
         """Load StoryMem LoRA weights into both I2V experts with the rsLoRA scale alpha/sqrt(r).
 

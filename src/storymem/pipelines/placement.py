@@ -12,6 +12,7 @@ from ..distributed import context_parallel
 from ..distributed.lockstep import in_lockstep
 from ..errors import InputError
 from ..models.preview import PREVIEW_ADAPTER, load_preview_lora
+from ..options import PipelineOptions
 
 T2V_MISSING = (
     "a shot with no memory and no first frames needs the T2V experts, which are not loaded; "
@@ -44,7 +45,7 @@ class PlacementMixin:
 
     def enable_memory_mode(
         self,
-        mode: str = "auto",
+        mode: str = PipelineOptions.memory_mode,
         device: str | torch.device | None = None,
         *,
         compile: bool = False,

@@ -151,26 +151,11 @@ class StoryMemPipeline(PlacementMixin, ShotEncodersMixin, AdaptersMixin, Diffusi
 
     @classmethod
     def from_preset(
-        cls,
-        name: str,
-        *,
-        t2v: str | None = None,
-        i2v: str | None = None,
-        load_t2v: bool = True,
-        lora: str | bool | None = None,
-        variant: str = "mi2v",
-        preview=None,
-        weights=None,
-        torch_dtype: torch.dtype | None = None,
-        device: str | torch.device | None = None,
+        cls, name: str, *, torch_dtype: torch.dtype | None = None, device: str | torch.device | None = None, **options
     ) -> StoryMemPipeline:
-        """Build a pipeline from a named preset (``tiny``, ``toy``, ``wan2.2-a14b``); see
-        `PipelineOptions` for what each argument means."""
-        options = PipelineOptions(
-            model=name, t2v=t2v, i2v=i2v, load_t2v=load_t2v, lora=lora, variant=variant, preview=preview,
-            weights=weights,
-        )  # fmt: skip
-        return cls.from_options(options, torch_dtype=torch_dtype, device=device)
+        """Build a pipeline from a named preset (``tiny``, ``toy``, ``wan2.2-a14b``); `options` are
+        `PipelineOptions` fields (i2v, t2v, load_t2v, lora, variant, preview, weights)."""
+        return cls.from_options(PipelineOptions(model=name, **options), torch_dtype=torch_dtype, device=device)
 
     def set_memory_rope_shift(self, shift: int) -> None:
         """S of the negative RoPE shift (5 for the released weights; 1 = the first code release)."""

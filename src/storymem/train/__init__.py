@@ -1,22 +1,32 @@
-"""M2V LoRA training: dataset and memory sampler, latent cache, the accelerate trainer."""
+"""M2V LoRA training: dataset and memory sampler, latent cache, the accelerate trainer.
 
-from .cache import EncodeSettings, encode_clip, read_cache, write_cache
-from .data import Clip, Draw, MemorySampler, group_indices, load_metadata
-from .trainer import TrainConfig, Trainer, build_batch, sample_sigmas, train
+Names are imported when first used, so the command line can read `TrainConfig`'s defaults
+(train/config.py) without loading torch."""
 
-__all__ = [
-    "Clip",
-    "Draw",
-    "EncodeSettings",
-    "MemorySampler",
-    "TrainConfig",
-    "Trainer",
-    "build_batch",
-    "encode_clip",
-    "group_indices",
-    "load_metadata",
-    "read_cache",
-    "sample_sigmas",
-    "train",
-    "write_cache",
-]
+import importlib
+
+_WHERE = {
+    "Clip": "data",
+    "Draw": "data",
+    "MemorySampler": "data",
+    "group_indices": "data",
+    "load_metadata": "data",
+    "EncodeSettings": "cache",
+    "encode_clip": "cache",
+    "read_cache": "cache",
+    "write_cache": "cache",
+    "TrainConfig": "config",
+    "check_config": "config",
+    "Trainer": "trainer",
+    "build_batch": "trainer",
+    "sample_sigmas": "trainer",
+    "train": "trainer",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(name)
