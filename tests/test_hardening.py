@@ -283,19 +283,6 @@ def test_no_memory_has_no_negative_twin(cli):
     assert code == 2 and "No such option: --no-no-memory" in err
 
 
-def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
-    import re
-
-    from conftest import REPO
-
-    readme = (REPO / "README.md").read_text()
-    code = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "examples").symlink_to(REPO / "examples")
-    exec(compile(code, "README.md", "exec"), {})
-    assert (tmp_path / "run-py" / "story.mp4").is_file()
-
-
 def test_a_users_own_story_json_is_never_taken_for_a_skeleton(pipe, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()

@@ -42,12 +42,12 @@ def test_without_cuda_it_says_so_and_exits_0():
     assert result.stdout.startswith("no CUDA device here")
 
 
-def test_the_stored_h100_figures_give_the_readme_table():
-    """The README quotes benchmarks/results/real_size_*_h100.json: the report of those files must
-    print the figures the README states."""
+def test_the_stored_h100_figures_give_the_benchmarks_page_table():
+    """docs/benchmarks.md quotes benchmarks/results/real_size_*_h100.json: the report of those files
+    must print the figures the page states."""
     results = REPO / "benchmarks" / "results"
     table = run("--report", results / "real_size_forward_h100.json", results / "real_size_shot_h100.json").stdout
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "benchmarks.md").read_text()
     assert "device: NVIDIA H100 80GB HBM3" in table
     for row, readme_text in [
         ("| forward, eager | 10 | 5.804 | 31.9 |", "| eager (s) | 3.22 | 3.49 | 4.08 | 4.50 | 5.80 |"),

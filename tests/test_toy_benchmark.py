@@ -1,5 +1,5 @@
 """benchmarks/toy_benchmark.py: its story sets are the CLI's toy stories, and bad sets are refused.
-(The benchmark itself is minutes of generation; its figures are in the README.)"""
+(The benchmark itself is minutes of generation; its figures are in docs/.)"""
 
 import importlib.util
 import json
@@ -12,6 +12,8 @@ from conftest import REPO
 from storymem import StoryMemPipeline
 
 SCRIPT = REPO / "benchmarks" / "toy_benchmark.py"
+# The experiment history quotes the stored results; these tests tie each figure to its file.
+NOTES = REPO / "docs" / "notes" / "toy-experiments.md"
 
 
 def load_benchmark(name: str):
@@ -56,12 +58,12 @@ def stored_result(name: str) -> dict:
 
 
 def quoted_column(result: dict, column: str, digits: int) -> str:
-    """A column as the README quotes it: storymem / independent / chain."""
+    """A column as the notes quote it: storymem / independent / chain."""
     return " / ".join(f"{result[m][column]:.{digits}f}" for m in ("storymem", "independent", "chain"))
 
 
 def named_column(result: dict, column: str, digits: int) -> str:
-    """A column as the README quotes it with its methods named: storymem X / independent Y / chain Z."""
+    """A column as the notes quote it with its methods named: storymem X / independent Y / chain Z."""
     return " / ".join(f"{m} {result[m][column]:.{digits}f}" for m in ("storymem", "independent", "chain"))
 
 
@@ -74,10 +76,10 @@ def entity_gain(result: dict) -> float:
     return 100 * (result["storymem-entity"]["identity"] - result["storymem"]["identity"])
 
 
-def test_the_stored_toy_results_give_the_readme_figures():
-    """The README quotes benchmarks/results/toy_*_seed*.json: each figure it states must be the
+def test_the_stored_toy_results_give_the_notes_figures():
+    """The notes quote benchmarks/results/toy_*_seed*.json: each figure it states must be the
     stored one (rounded as written), and each gain the difference of two stored columns."""
-    readme = " ".join((REPO / "README.md").read_text().split())  # wrapped lines read as one
+    notes = " ".join(NOTES.read_text().split())  # wrapped lines read as one
 
     def load(name: str) -> dict:
         return stored_result(f"toy_{name}")[name.split("_")[0]]
@@ -99,7 +101,7 @@ def test_the_stored_toy_results_give_the_readme_figures():
         cells = [f"{multi0[method][c]:.3f}" for c in ("identity", "identity_colour", "identity_intro")]
         if method == "storymem-entity":
             cells = [f"**{c}**" for c in cells]
-        assert f"| {label} | {' | '.join(cells)} |" in readme, label
+        assert f"| {label} | {' | '.join(cells)} |" in notes, label
     expected = [
         gain(multi0, "storymem-entity", "storymem"),  # +19.2
         slashes(multi1, four, "identity", names=["official", "entity", "independent", "chain"]),
@@ -111,7 +113,7 @@ def test_the_stored_toy_results_give_the_readme_figures():
         f"{slashes(single1, three, 'identity', names=three)}, {gain(single1, 'storymem', 'independent')}",
     ]
     for text in expected:
-        assert text in readme, text
+        assert text in notes, text
 
 
 def load_shape_probe():
@@ -233,9 +235,9 @@ def table_row(label: str, cells: list[str]) -> str:
     return f"| {label} | {' | '.join(cells)} |"
 
 
-def test_the_readme_shape_tables_are_the_stored_results():
-    """The README's two shape-probe tables quote benchmarks/results/toy_shape_{copy,features}_*.json."""
-    readme = (REPO / "README.md").read_text()
+def test_the_notes_shape_tables_are_the_stored_results():
+    """The notes' two shape-probe tables quote benchmarks/results/toy_shape_{copy,features}_*.json."""
+    notes = NOTES.read_text()
     copy_rows = {
         "shipped": "shipped",
         "shipped, no LoRA": "shipped_nolora",
@@ -266,7 +268,7 @@ def test_the_readme_shape_tables_are_the_stored_results():
         text = [f"{v:.3f}" for v in cells]
         if name == "memory12000_nolora":
             text[2] = f"**{text[2]}**"
-        assert table_row(label, text) in readme, label
+        assert table_row(label, text) in notes, label
     feature_rows = {
         "shipped": "shipped",
         "shipped, no LoRA": "shipped_nolora",
@@ -276,12 +278,12 @@ def test_the_readme_shape_tables_are_the_stored_results():
     for label, name in feature_rows.items():
         accuracy = stored_result(f"toy_shape_features_{name}")["accuracy"]
         cells = [accuracy[feature]["4"] for feature in ("memory tokens", "shot tokens, text", "shot tokens, memory")]
-        assert table_row(label, [f"{v:.3f}" for v in cells]) in readme, label
+        assert table_row(label, [f"{v:.3f}" for v in cells]) in notes, label
 
 
-def test_the_readme_memory_training_story_figures_are_the_stored_results():
+def test_the_notes_memory_training_story_figures_are_the_stored_results():
     """The story figures for the memory-trained (12000-step) base, with and without its LoRA."""
-    flat = " ".join((REPO / "README.md").read_text().split())
+    flat = " ".join(NOTES.read_text().split())
     single = stored_result("toy_single20_memory12000_nolora")["single"]
     quoted = " / ".join(f"{m} {single[m]['identity']:.2f}" for m in ("independent", "chain"))
     assert f"storymem **{single['storymem']['identity']:.2f}** / {quoted}" in flat
@@ -317,9 +319,9 @@ def test_the_readme_memory_training_story_figures_are_the_stored_results():
     )
 
 
-def test_the_readme_two_seed_target_table_is_the_stored_results():
+def test_the_notes_two_seed_target_table_is_the_stored_results():
     """Issue 18's targets table: every cell, the gains and the intro counts come from the stored results."""
-    readme = (REPO / "README.md").read_text()
+    notes = NOTES.read_text()
     rows = {
         ("memory-trained, seed 0", "single"): "toy_single_memory12000_nolora",
         ("memory-trained, seed 1", "single"): "toy_single_memory_seed1_nolora",
@@ -343,9 +345,9 @@ def test_the_readme_two_seed_target_table_is_the_stored_results():
             cells = [identity["storymem"], identity["storymem-entity"], identity["independent"], identity["chain"]]
             intro_shots, intro = 80, result["storymem-entity"]["identity_intro"]
         shown = f"**+{gain:.1f}**" if weights.startswith("memory") else f"+{gain:.1f}"
-        assert f"| {weights} | {name} | {' | '.join(cells)} | {shown} |" in readme, (weights, name)
+        assert f"| {weights} | {name} | {' | '.join(cells)} | {shown} |" in notes, (weights, name)
         intro_right[weights.split(",")[0]] += round(intro * intro_shots)
-    flat = " ".join(readme.split())
+    flat = " ".join(notes.split())
     gap = entity_gain(stored_result("toy_multi_memory_seed1_nolora")["multi"])
     assert f"entity-aware memory is **+{gap:.1f} points** above the official policy" in flat
     assert (
@@ -355,7 +357,7 @@ def test_the_readme_two_seed_target_table_is_the_stored_results():
 
 
 def assert_single_story_figures(flat: str, name: str) -> None:
-    """The README quotes a 40-story single-set result as: identity storymem X / independent Y /
+    """The notes quote a 40-story single-set result as: identity storymem X / independent Y /
     chain Z, +G points ..., identity_colour C, identity_intro I."""
     result = stored_result(name)["single"]
     assert f"identity {named_column(result, 'identity', 3)}, +{gain_over_independent(result):.1f} points" in flat
@@ -363,17 +365,17 @@ def assert_single_story_figures(flat: str, name: str) -> None:
     assert f"identity_colour {storymem['identity_colour']:.3f}, identity_intro {storymem['identity_intro']:.3f}" in flat
 
 
-def test_the_readme_half_batch_figures_are_the_stored_results():
-    flat = " ".join((REPO / "README.md").read_text().split())
+def test_the_notes_half_batch_figures_are_the_stored_results():
+    flat = " ".join(NOTES.read_text().split())
     assert_single_story_figures(flat, "toy_single_batch4_nolora")
     shape = stored_result("toy_shape_copy_batch4_nolora")["summary"]
     text, other = shape["text"]["shape"], shape["memory-other"]["shape"]
     assert f"shape right from text {text:.3f}, from another scene {other:.3f}" in flat
 
 
-def test_the_readme_guidance_figures_are_the_stored_results():
+def test_the_notes_guidance_figures_are_the_stored_results():
     """Circles right from text and from another scene at guidance 3 (the preset's), 2 and 1."""
-    flat = " ".join((REPO / "README.md").read_text().split())
+    flat = " ".join(NOTES.read_text().split())
 
     def circles(name: str, condition: str) -> int:
         return stored_result(f"toy_shape_copy_{name}")["summary"][condition]["shape_confusion"].get("circle->circle", 0)
@@ -393,8 +395,8 @@ def test_the_readme_guidance_figures_are_the_stored_results():
     assert f"circles stay at {longer['shape_confusion']['circle->circle']} of 20" in flat
 
 
-def test_the_readme_one_frame_shot_figures_are_the_stored_results():
-    flat = " ".join((REPO / "README.md").read_text().split())
+def test_the_notes_one_frame_shot_figures_are_the_stored_results():
+    flat = " ".join(NOTES.read_text().split())
     assert_single_story_figures(flat, "toy_single_oneframe_seed1_nolora")
     shape = stored_result("toy_shape_copy_oneframe_seed1_nolora")["summary"]
     other, same = shape["memory-other"]["shape"], shape["memory-same"]["shape"]
