@@ -68,12 +68,6 @@ ViclipOption = Annotated[Path | None, typer.Option(help="ViCLIP checkpoint ViCli
 HeadOption = Annotated[str, typer.Option(help="LAION aesthetic head: path or URL, none to skip, auto = VBench's head.")]
 
 
-def _build(options: PipelineOptions, split_shots: bool = False):
-    from .build import build_pipeline
-
-    return build_pipeline(options, split_shots=split_shots)
-
-
 @app.command()
 @pipeline_options
 @run_settings(
@@ -112,7 +106,9 @@ def generate(
         settings = settings.replace(method="independent")
     head = str(aesthetic_head) if aesthetic_head else None
     start = time.perf_counter()
-    build = functools.partial(_build, options, split_shots=True)
+    from .build import build_pipeline
+
+    build = functools.partial(build_pipeline, options, split_shots=True)
     if len(story_paths) > 1 or story_paths[0].is_dir() or workers is not None:
         if overwrite:
             raise InputError(
@@ -174,7 +170,9 @@ def shot(
         raise InputError(f"--out {out}: is a folder; name the .mp4 file to write")
     memory_images = [load_image(p) for p in memory or []]
     given = [load_image(p) for p in first_frames or []]
-    pipe = _build(options.replace(load_t2v=not (memory_images or given)), split_shots=True)
+    from .build import build_pipeline
+
+    pipe = build_pipeline(options.replace(load_t2v=not (memory_images or given)), split_shots=True)
     with lead_or_follow(pipe, launched()) as leading:
         if not leading:
             return
@@ -291,7 +289,9 @@ def bench(
     _check_workers(workers, ray_address)
     jobs = bench_jobs(stories, chosen, out, settings)  # every script is checked before models load
     video_text, aesthetic = load_evaluators(extractor, options.model, viclip and str(viclip), aesthetic_head, _device())
-    build = functools.partial(_build, options)
+    from .build import build_pipeline
+
+    build = functools.partial(build_pipeline, options)
     generated = _generate_jobs(build, jobs, workers, ray_address, options, lambda pipe: generate_jobs(pipe, jobs))
     files, _, evaluated = report_bench(jobs, out, options.model, video_text, aesthetic)
     print((out / "results.md").read_text())
@@ -331,7 +331,7 @@ def app_command(
     for source in ([bundled] if bundled.is_dir() else []) + list(stories or []):
         examples.update({name: path for name, path in find_stories([source]).items()})
     runs.mkdir(parents=True, exist_ok=True)
-    page = build_app(Generator(_build), runs, examples, options, settings)
+    page = build_app(Generator(), runs, examples, options, settings)
     try:
         page.queue(default_concurrency_limit=4).launch(server_name=host, server_port=port, css=CSS, show_error=True)
     except OSError as e:  # the port is taken, or the address is not ours

@@ -20,16 +20,16 @@ from ..errors import InputError, StoryMemError
 
 RETRIES = 3  # a task whose worker died is run again this many times, resuming each time
 
-_pipelines: dict[str, object] = {}  # in a worker process: built pipelines by description
+_built: dict[str, object] = {}  # in a worker process: built pipelines by description
 
 
 def _job_in_worker(build: Callable, key: str, job):
-    if key not in _pipelines:
-        _pipelines.clear()  # one pipeline per worker process
+    if key not in _built:
+        _built.clear()  # one pipeline per worker process
         pipe = build()
         pipe.set_progress_bar_config(disable=True)
-        _pipelines[key] = pipe
-    return run_job_as_its_method(_pipelines[key], job)
+        _built[key] = pipe
+    return run_job_as_its_method(_built[key], job)
 
 
 def _start_ray(address: str | None, workers: int, gpu: bool):
