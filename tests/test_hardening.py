@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -106,23 +107,76 @@ def test_a_first_run_killed_before_its_state_is_no_dead_end(pipe, tmp_path, how)
     assert not (out / FolderLock.NAME).exists()  # released
 
 
-def test_a_second_process_is_refused_and_a_stale_lock_taken_over(pipe, tmp_path):
+def hold_lock(folder):
+    """A process holding the folder's lock until it is killed."""
+    code = f"from storymem.files import FolderLock; import time; FolderLock({str(folder)!r}).acquire(); print(1, flush=True); time.sleep(600)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "1"
+    return holder
+
+
+def test_a_second_process_is_refused_and_a_dead_holders_lock_taken_over(pipe, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     lock = out / FolderLock.NAME
-    import socket
-
-    lock.write_text(f"{socket.gethostname()} {os.getppid()}")  # a live process: our parent
-    with pytest.raises(
-        InputError, match=rf"another storymem process \(PID {os.getppid()} on .*\) is using this folder"
-    ):
+    holder = hold_lock(out)
+    with pytest.raises(InputError, match=rf"another storymem process \(PID {holder.pid} on .*\) is using this folder"):
         generate(pipe, out)
     assert lock.exists()
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    lock.write_text(f"{socket.gethostname()} {gone.pid}")  # a process that is gone: stale
-    assert generate(pipe, out).generated == 2
+    holder.kill()  # killed while holding it: the OS lets go
+    holder.wait()
+    assert lock.exists() and generate(pipe, out).generated == 2
     assert not lock.exists()
+    lock.write_text("someone 12345")  # a lock file nobody holds (an older version's, a crash's)
+    assert generate(pipe, out, overwrite=True).generated == 2
+
+
+def test_two_processes_starting_at_once_never_both_hold_the_lock(tmp_path):
+    """100 paired starts: two processes released at the same instant try the same folder's lock;
+    exactly one holds it each time (the other is refused), never both."""
+    code = """
+import sys, time
+from storymem.errors import InputError
+from storymem.files import FolderLock
+folder, start = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, start - time.time() - 0.01))
+while time.time() < start:
+    pass
+lock = FolderLock(folder)
+try:
+    lock.acquire()
+except InputError:
+    print("refused", flush=True)
+    sys.exit(0)
+held = time.time()
+time.sleep(0.3)
+print("held", held, time.time(), flush=True)
+lock.release()
+"""
+    script = tmp_path / "race.py"
+    script.write_text(code)
+    trials = 100
+    folders = [tmp_path / f"run{i}" for i in range(trials)]
+    for folder in folders:
+        folder.mkdir()
+    outcomes = []
+    for i in range(0, trials, 10):  # ten pairs at a time
+        start = time.time() + 1.0
+        procs = [
+            subprocess.Popen([sys.executable, str(script), str(f), str(start)], stdout=subprocess.PIPE, text=True)
+            for f in folders[i : i + 10]
+            for _ in range(2)
+        ]
+        results = [p.communicate(timeout=60)[0].split() for p in procs]
+        outcomes += [results[j : j + 2] for j in range(0, len(results), 2)]
+    for pair in outcomes:
+        holds = [(float(r[1]), float(r[2])) for r in pair if r[0] == "held"]
+        assert holds, "neither process got the lock"
+        if len(holds) == 2:  # one after the other is fine; at the same time never
+            (a0, a1), (b0, b1) = sorted(holds)
+            assert a1 <= b0, f"both held the lock at once: {holds}"
+    refused = sum(r[0] == "refused" for pair in outcomes for r in pair)
+    assert refused >= trials // 2  # the starts did collide: most pairs had a loser
 
 
 # ---------------------------------------------------------------------------- damaged state

@@ -99,12 +99,14 @@ def generate(
     from .batch import Job, find_stories, generate_jobs
     from .distributed.context_parallel import launched
     from .distributed.lockstep import lead_or_follow
-    from .runner import generate_story
+    from .runner import check_keyframe_clip, generate_story
 
     _check_workers(workers, ray_address)
     if no_memory:
         settings = settings.replace(method="independent")
     head = str(aesthetic_head) if aesthetic_head else None
+    if settings.method == "storymem":
+        check_keyframe_clip(settings.keyframe_clip, options.model)
     start = time.perf_counter()
     from .build import build_pipeline
 
@@ -284,10 +286,13 @@ def bench(
     from .batch import generate_jobs
     from .eval import load_evaluators
     from .eval.bench import bench_jobs, parse_methods, report_bench
+    from .runner import check_keyframe_clip
 
     chosen = parse_methods(methods)
     _check_workers(workers, ray_address)
     jobs = bench_jobs(stories, chosen, out, settings)  # every script is checked before models load
+    if "storymem" in chosen:
+        check_keyframe_clip(settings.keyframe_clip, options.model)
     video_text, aesthetic = load_evaluators(extractor, options.model, viclip and str(viclip), aesthetic_head, _device())
     from .build import build_pipeline
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -26,61 +27,56 @@ def read_json(path: Path, what: str, fix: str):
         raise InputError(f"{path}: the {what} is unreadable or damaged ({type(e).__name__}); {fix}") from None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 class FolderLock:
-    """One process at a time per folder: a lock file holding the owner's host and PID. A lock
-    whose process is gone (killed, crashed) on this host is stale and taken over."""
+    """One process at a time per folder, by an OS lock (flock) on `.storymem.lock`: taking it is
+    atomic, so two processes that start at the same instant cannot both hold it, and the OS lets
+    go of it when its process ends (killed or crashed), so a dead holder never blocks a folder.
+    The file also holds the holder's host and PID, for the message others get."""
 
     NAME = ".storymem.lock"
 
     def __init__(self, folder: Path):
         self.file = Path(folder) / self.NAME
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> None:
         me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
+        for _ in range(10):  # only a holder releasing at that very moment makes us try again
+            fd = os.open(self.file, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is None:  # stale: take it over once
-                    self.file.unlink(missing_ok=True)
-                    continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
                 raise InputError(
-                    f"{self.file.parent}: another storymem process ({owner}) is using this folder; "
-                    f"wait for it, or if it is gone delete {self.file}"
+                    f"{self.file.parent}: another storymem process ({self._owner()}) is using this folder; wait for it"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            self.held = True
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.file).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder removed the file as we locked it: lock the new one
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, me.encode())
+            self._fd, self.held = fd, True
             return
-        raise InputError(f"{self.file}: cannot take the folder's lock; delete the file and try again")
+        raise InputError(f"{self.file}: cannot take the folder's lock; try again")
 
-    def _owner(self) -> str | None:
-        """'host PID' of a live holder, or None for a stale or unreadable lock."""
+    def _owner(self) -> str:
+        """'PID n on host' of the holder, as far as its file says."""
         try:
             host, pid = self.file.read_text().split()
-            pid = int(pid)
+            return f"PID {int(pid)} on {host}"
         except (OSError, ValueError):
-            return None
-        if host == socket.gethostname() and not _alive(pid):
-            return None
-        return f"PID {pid} on {host}"
+            return "starting"
 
     def release(self) -> None:
         if self.held:
-            self.file.unlink(missing_ok=True)
-            self.held = False
+            self.file.unlink(missing_ok=True)  # before letting go, so no one locks a file about to vanish
+            os.close(self._fd)
+            self._fd, self.held = None, False
 
     def __enter__(self) -> FolderLock:
         self.acquire()

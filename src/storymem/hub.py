@@ -18,7 +18,12 @@ HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 def is_hub_id(source: str | Path) -> bool:
-    return bool(HUB_ID.fullmatch(str(source))) and not Path(source).exists()
+    """ "org/name" that is not a local path. "models/Wan2.2-I2V" whose folder `models/` exists is a
+    local folder that is missing, never a repo to download."""
+    text = str(source)
+    if not HUB_ID.fullmatch(text) or text.startswith("."):
+        return False
+    return not Path(text).exists() and not Path(text.split("/")[0]).is_dir()
 
 
 def offline() -> bool:

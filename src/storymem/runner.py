@@ -329,6 +329,17 @@ def check_run_settings(pipe, s: RunSettings) -> None:
         load_image(ref)  # one line naming a missing or unreadable image
 
 
+def check_keyframe_clip(name: str | None, model: str) -> None:
+    """The keyframe-selection CLIP (`name`, else the preset's) is there and whole: checked before
+    the experts load, so a broken folder is not found minutes later."""
+    from .models.presets import get_preset
+    from .scoring.clip import CLIP_B32, locate_clip
+
+    name = name or get_preset(model).keyframe_embedder
+    if name != "tiny":
+        locate_clip(name, CLIP_B32)
+
+
 def load_keyframe_embedder(name: str, device):
     """The keyframe-selection CLIP: `tiny` (tests), a folder or a hub id."""
     from .scoring import ClipImageEmbedder

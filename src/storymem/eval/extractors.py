@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
+from .. import hub
 from ..errors import WeightsNotFoundError
-from ..scoring.clip import TINY_CLIP_PROJECTION, TINY_CLIP_VISION
+from ..scoring.clip import TINY_CLIP_PROJECTION, TINY_CLIP_VISION, load_clip, locate_clip
 from ..storyboard import evenly_spaced
 from .preprocess import clip_frames, viclip_frame_indices, viclip_frames
 from .viclip import ViClip, ViClipConfig, load_viclip
@@ -54,11 +55,18 @@ def tiny_clip_tokenizer() -> CLIPTokenizer:
 
 def _load_tokenizer(model_id: str) -> CLIPTokenizer:
     try:
+        if hub.is_hub_id(model_id):  # the cache first; offline: one line at once
+            hint = f"download it with: hf download {model_id} --local-dir DIR"
+            model_id = str(
+                hub.snapshot(model_id, f"CLIP tokenizer {model_id}", hint, allow_patterns=["*.json", "*.txt"])
+            )
         return CLIPTokenizer.from_pretrained(model_id)
-    except OSError as e:
+    except WeightsNotFoundError:
+        raise
+    except Exception as e:
         raise WeightsNotFoundError(
-            f"CLIP tokenizer {model_id} not found locally and not downloadable ({type(e).__name__}); "
-            f"download it with: hf download {model_id}"
+            f"CLIP tokenizer {model_id} cannot be loaded ({type(e).__name__}); fetch it again with: "
+            f"hf download {CLIP_L14} --local-dir DIR"
         ) from None
 
 
@@ -72,15 +80,10 @@ class ClipVideoText:
 
     @classmethod
     def from_pretrained(cls, model_id: str = CLIP_L14, device="cpu") -> ClipVideoText:
-        try:
-            model = CLIPModel.from_pretrained(model_id)
-        except OSError as e:
-            raise WeightsNotFoundError(
-                f"CLIP weights {model_id} not found locally and not downloadable ({type(e).__name__}); "
-                f"download them with: hf download {model_id}"
-            ) from None
+        folder = locate_clip(model_id, CLIP_L14)
+        model = load_clip(CLIPModel, folder, CLIP_L14)
         name = "clip-vit-l14" if model_id == CLIP_L14 else model_id.rsplit("/", 1)[-1]
-        return cls(model.to(device), _load_tokenizer(model_id), name=name)
+        return cls(model.to(device), _load_tokenizer(str(folder)), name=name)
 
     @classmethod
     def tiny(cls, seed: int = 0) -> ClipVideoText:

@@ -146,7 +146,7 @@ def load_viclip(path: str | Path, config: ViClipConfig = ViClipConfig()) -> ViCl
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"ViCLIP checkpoint not found: {path}; download it from {VICLIP_URL}")
-    state, _ = read_weights(path, "a ViCLIP checkpoint", nested="model")
+    state, _ = read_weights(path, "a ViCLIP checkpoint", nested="model", fetch=f"download it from {VICLIP_URL}")
     model = ViClip(config)
     try:
         result = model.load_state_dict(state, strict=False)

@@ -21,6 +21,7 @@ from diffusers import AutoencoderKLWan
 from .. import hub
 from ..errors import WeightsNotFoundError
 from ..sampling import flow_scheduler
+from ..weights import check_weights_folder
 from .transformer import StoryMemWanTransformer3DModel
 
 if TYPE_CHECKING:  # a type only: presets builds its models lazily through this module's users
@@ -35,8 +36,16 @@ KINDS = {
 NAMES = {"i2v": "Wan2.2 I2V-A14B (--i2v)", "t2v": "Wan2.2 T2V-A14B (--t2v)"}
 
 
+REPOS = {"i2v": "Wan-AI/Wan2.2-I2V-A14B-Diffusers", "t2v": "Wan-AI/Wan2.2-T2V-A14B-Diffusers"}
+
+
+def fetch_command(kind: str, folder: Path | str) -> str:
+    return f"hf download {REPOS[kind]} --local-dir {folder}"
+
+
 def locate_weights(source: str, kind: str) -> Path:
-    """A local diffusers-format folder for `source` (folder or hub id), or one line saying why not."""
+    """A local diffusers-format folder for `source` (folder or hub id), checked (every file we load
+    is there and whole), or one line saying why not."""
     what = NAMES[kind]
     path = Path(source).expanduser()
     if path.exists():
@@ -82,14 +91,24 @@ def check_folder(path: Path, kind: str) -> None:
             f"{path}: its transformer takes {in_channels} input channels; {what} has {channels} "
             "(a Wan2.2 A14B folder of the other kind, or another model?)"
         )
+    for sub in subfolders:  # a download cut short is found now, not minutes into loading
+        if sub != "tokenizer" and not (path / sub / "config.json").is_file():
+            raise WeightsNotFoundError(
+                f"{path / sub}: config.json is missing (an incomplete download?); fetch it again with: "
+                f"{fetch_command(kind, path)}"
+            )
+        check_weights_folder(path / sub, f"{what} weights", WeightsNotFoundError, fetch_command(kind, path))
 
 
-def _from_pretrained(cls, folder: Path, subfolder: str, **kwargs):
+def _from_pretrained(cls, folder: Path, subfolder: str, kind: str = "i2v", **kwargs):
     try:
         return cls.from_pretrained(str(folder), subfolder=subfolder, **kwargs)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # damaged or foreign files: which folder, and how to get it again
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise WeightsNotFoundError(f"{folder / subfolder}: cannot load it ({first}); an incomplete download?") from None
+        raise WeightsNotFoundError(
+            f"{folder / subfolder}: cannot load it ({first}); an incomplete download? Fetch it again with: "
+            f"{fetch_command(kind, folder)}"
+        ) from None
 
 
 def load_wan_components(preset: Preset, i2v: str | None = None, torch_dtype: torch.dtype | None = None) -> dict:
@@ -121,7 +140,7 @@ def t2v_loader(preset: Preset, t2v: str | None = None, torch_dtype: torch.dtype 
 
     def load():
         return tuple(
-            _from_pretrained(StoryMemWanTransformer3DModel, folder, sub, torch_dtype=dtype).eval()
+            _from_pretrained(StoryMemWanTransformer3DModel, folder, sub, "t2v", torch_dtype=dtype).eval()
             for sub in ("transformer", "transformer_2")
         )
 

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from .. import hub
 from ..errors import LoraError
-from ..weights import read_weights
+from ..weights import check_safetensors, read_weights
 
 ADAPTER_NAME = "storymem"
 EXPERT_FILES = {"high": "backbone_high_noise", "low": "backbone_low_noise"}
@@ -185,12 +185,23 @@ def save_lora_file(path: Path, state_dict: dict[str, torch.Tensor], rank: int, a
     tmp.replace(path)
 
 
-def resolve_lora_files(source: str | Path, variant: str, subfolders: dict[str, str]) -> dict[str, Path]:
-    """Map a LoRA source to {expert: file}.
+def resolve_lora_files(
+    source: str | Path, variant: str, subfolders: dict[str, str], fetch: str | None = None
+) -> dict[str, Path]:
+    """Map a LoRA source to {expert: file}, each checked to be whole (`fetch`: the command that
+    gets the files again, named if one is cut short).
 
     Accepts: a folder with the two backbone files; the root of the released repo (variant
     subfolders); a single file whose name says its expert; or a hub repo id.
     """
+    files = _find_lora_files(source, variant, subfolders)
+    for file in files.values():
+        if file.suffix == ".safetensors":
+            check_safetensors(file, "LoRA weights", LoraError, fetch)
+    return files
+
+
+def _find_lora_files(source: str | Path, variant: str, subfolders: dict[str, str]) -> dict[str, Path]:
     path = Path(source)
     if path.is_file():
         for expert, stem in EXPERT_FILES.items():
@@ -216,6 +227,13 @@ def resolve_lora_files(source: str | Path, variant: str, subfolders: dict[str, s
             return found
     looked = " or ".join(str(f) for f in folders)
     raise LoraError(f"{path}: no backbone_high_noise.safetensors / backbone_low_noise.safetensors in {looked}")
+
+
+def fetch_command(preset) -> str | None:
+    """How to get a preset's released LoRA again (None: the preset has none on a hub)."""
+    if preset.lora_source and hub.HUB_ID.fullmatch(preset.lora_source):
+        return f"hf download {preset.lora_source} --local-dir models/StoryMem"
+    return None
 
 
 def _download_lora(repo: str, subfolder: str) -> Path:

@@ -26,10 +26,11 @@ import torch
 from safetensors.torch import load_file
 
 from ..errors import LoraError, NumericalError
-from ..weights import check_finite
+from ..weights import check_finite, check_safetensors
 
 PREVIEW_ADAPTER = "preview"
 EXPERTS = ("high", "low")
+PREVIEW_FETCH = "hf download lightx2v/Wan2.2-Lightning --local-dir models/Wan2.2-Lightning (see docs/real-weights.md)"
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def load_preview_lora(model: torch.nn.Module, file: Path) -> None:
     conversion: alpha / rank folded into the weights)."""
     from diffusers.loaders import WanLoraLoaderMixin
 
+    check_safetensors(file, "distilled LoRA weights", LoraError, PREVIEW_FETCH)
     try:
         check_finite(load_file(str(file)), file)
         state = WanLoraLoaderMixin.lora_state_dict(str(file))

@@ -114,7 +114,7 @@ class StoryMemPipeline(PlacementMixin, ShotEncodersMixin, AdaptersMixin, Diffusi
             loader = t2v_loader(preset, options.t2v, torch_dtype) if options.load_t2v else None
         source = cls._lora_source(preset, options)
         if source:
-            lora_io.resolve_lora_files(source, options.variant, preset.lora_subfolders)
+            lora_io.resolve_lora_files(source, options.variant, preset.lora_subfolders, lora_io.fetch_command(preset))
         if options.preview:
             cls._check_preview(preset)
             find_preview_files(options.preview)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import PIL.Image
 import torch
@@ -15,6 +17,7 @@ except ImportError:
 
 from .. import hub
 from ..errors import WeightsNotFoundError
+from ..weights import check_weights_folder
 
 CLIP_B32 = "openai/clip-vit-base-patch32"  # the published keyframe-selection model
 CLIP_FILES = ["*.json", "*.safetensors", "*.txt"]  # not the repo's duplicate pytorch/flax/tf weights
@@ -23,6 +26,51 @@ TINY_CLIP_VISION = dict(
     hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
 )
 TINY_CLIP_PROJECTION = 16
+
+
+def clip_fetch(folder: str | Path, repo: str) -> str:
+    return f"hf download {repo} --local-dir {folder}"
+
+
+def locate_clip(source: str, repo: str) -> Path:
+    """The local folder of CLIP weights `source` (a folder, or a hub id looked up in the cache
+    first), checked before it is loaded: a CLIP config, every safetensors file whole. `repo`:
+    the model a broken folder is fetched again from."""
+    if hub.is_hub_id(source):  # cache first; offline: one line at once, no retries
+        hint = f"download them with: hf download {source} --local-dir DIR, then pass that folder"
+        folder = hub.snapshot(source, f"CLIP weights {source}", hint, allow_patterns=CLIP_FILES)
+        repo = source
+    else:
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise WeightsNotFoundError(f"CLIP weights not found: no folder {folder}")
+    config = folder / "config.json"
+    try:
+        model_type = json.loads(config.read_text()).get("model_type", "")
+    except (OSError, ValueError, AttributeError):
+        raise WeightsNotFoundError(
+            f"{config}: missing or unreadable, so {folder} is not a usable CLIP folder; fetch it again with: "
+            f"{clip_fetch(folder, repo)}"
+        ) from None
+    if "clip" not in str(model_type):
+        raise WeightsNotFoundError(
+            f"{folder}: holds a {model_type or 'unknown'} model, not CLIP (config.json model_type); "
+            f"fetch CLIP with: {clip_fetch(folder, repo)}"
+        )
+    check_weights_folder(folder, "CLIP weights", WeightsNotFoundError, clip_fetch(folder, repo))
+    return folder
+
+
+def load_clip(cls, folder: Path, repo: str, **kwargs):
+    """`cls.from_pretrained(folder)`, with one line naming the folder if it cannot be loaded (no
+    weights, other shapes than its config says)."""
+    try:
+        return cls.from_pretrained(str(folder), **kwargs)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise WeightsNotFoundError(
+            f"{folder}: cannot load it as CLIP ({first}); fetch it again with: {clip_fetch(folder, repo)}"
+        ) from None
 
 
 class ClipImageEmbedder:
@@ -39,17 +87,8 @@ class ClipImageEmbedder:
 
     @classmethod
     def from_pretrained(cls, model_id: str = CLIP_B32, device: str | torch.device = "cpu", **kwargs):
-        source = model_id
-        if hub.is_hub_id(model_id):  # cache first; offline: one line at once, no retries
-            hint = f"download them with: hf download {model_id}, or pass a local CLIP folder"
-            source = str(hub.snapshot(model_id, f"CLIP weights {model_id}", hint, allow_patterns=CLIP_FILES))
-        try:
-            model = CLIPVisionModelWithProjection.from_pretrained(source, **kwargs)
-        except OSError as e:
-            raise WeightsNotFoundError(
-                f"CLIP weights {model_id} not found locally and not downloadable ({type(e).__name__}); "
-                f"download them with: hf download {model_id}"
-            ) from None
+        folder = locate_clip(model_id, CLIP_B32)
+        model = load_clip(CLIPVisionModelWithProjection, folder, CLIP_B32, **kwargs)
         return cls(model.to(device))
 
     @classmethod

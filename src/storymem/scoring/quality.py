@@ -69,7 +69,7 @@ def load_aesthetic_head(path: str | Path) -> torch.nn.Module:
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"aesthetic head not found: {path}; download it from {LAION_HEAD_URL}")
-    state, _ = read_weights(path, "a LAION aesthetic head")
+    state, _ = read_weights(path, "a LAION aesthetic head", fetch=f"download it from {LAION_HEAD_URL}")
     layout = f"{path}: not a LAION aesthetic head (expected weight/bias, or layers.0 ... layers.7); get it from {LAION_HEAD_URL}"
     if set(state) == {"weight", "bias"} and state["weight"].ndim == 2:
         head = torch.nn.Linear(state["weight"].shape[1], 1)

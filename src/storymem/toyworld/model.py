@@ -20,13 +20,13 @@ import string
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 
 from ..errors import WeightsNotFoundError
 from ..models.transformer import StoryMemWanTransformer3DModel
 from ..options import PipelineOptions
 from ..sampling import flow_scheduler
+from ..weights import read_weights
 from .codec import TEMPORAL, Z_DIM, PixelPackCodec
 from .world import ACTIONS, COLOURS, NAMES, PATTERNS, PLACES, SHAPES, SHOTS
 
@@ -139,9 +139,19 @@ def build_toy_components(weights: str | Path | None = TOY_WEIGHTS, seed: int = 0
         file = Path(weights) / BASE_FILE
         if not file.is_file():
             raise WeightsNotFoundError(f"toy model weights not found at {file}; make them with: {REPRODUCE}")
-        state = load_file(str(file))
+        fetch = (
+            "git checkout -- src/storymem/toyworld/weights (or reinstall storymem)"
+            if Path(weights) == TOY_WEIGHTS
+            else REPRODUCE
+        )
+        state, _ = read_weights(file, "toy model weights", WeightsNotFoundError, fetch=fetch)
         for prefix, module in (("text_encoder.", text_encoder), ("transformer.", i2v)):
-            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+            part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(part)
+            except RuntimeError as e:  # other tensors than the toy model's
+                first = str(e).strip().splitlines()[0][:200]
+                raise WeightsNotFoundError(f"{file}: not weights of the toy model ({first})") from None
     # One trained network serves both noise ranges (boundary 0): the low-noise slots hold copies.
     t2v = t2v_from_i2v(i2v)
     i2v_low, t2v_low = copy.deepcopy(i2v), copy.deepcopy(t2v)
