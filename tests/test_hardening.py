@@ -257,6 +257,27 @@ def test_a_pickled_pt_file_gets_our_line_without_unsafe_advice(tmp_path):
     assert "weights_only" not in str(info.value)
 
 
+class _Code:
+    def __reduce__(self):  # unpickling it would run a command
+        return (os.system, ("true",))
+
+
+def test_a_pt_lora_holding_pickled_code_is_called_that(tmp_path):
+    """torch 2.13 words the refusal "unsupported GLOBAL ... is blocked"; the check must still
+    see objects, not a file that is not torch at all."""
+    import torch as t
+
+    from storymem.models.lora import read_lora_file
+
+    path = tmp_path / "backbone_high_noise.pt"
+    t.save({"lora_A": _Code()}, path)
+    with pytest.raises(LoraError) as info:
+        read_lora_file(path)
+    assert str(info.value) == (
+        f"{path}: not a plain weights file (it holds pickled objects, which are not loaded); convert it to .safetensors"
+    )
+
+
 # ---------------------------------------------------------------------------- every command
 @pytest.mark.parametrize(
     ("args", "message"),

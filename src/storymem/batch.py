@@ -7,12 +7,12 @@ A job's run folder is a normal run: a finished one is skipped, an interrupted on
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import InputError
+from .errors import InputError, StoryMemError
 from .options import RunSettings
 from .runner import StoryResult, generate_story
 from .story import Story
@@ -62,22 +62,44 @@ def run_job(pipe, job: Job, release_t2v: bool = False) -> StoryResult:
     )  # fmt: skip
 
 
+@dataclass
+class BatchResult:
+    generated: int = 0  # shots generated
+    failures: list[tuple[Job, str]] = field(default_factory=list)  # the jobs that failed, and why
+
+    def failed(self, job: Job, error: BaseException) -> None:
+        why = str(error) if isinstance(error, StoryMemError) else f"{type(error).__name__}: {error}"
+        self.failures.append((job, why))
+
+    def succeeded(self, jobs: list[Job]) -> list[Job]:
+        failed = {id(job) for job, _ in self.failures}
+        return [job for job in jobs if id(job) not in failed]
+
+    def report(self) -> list[str]:
+        """One line per failed run, naming its story and method."""
+        return [f"{job.name}/{job.method}: {why}" for job, why in self.failures]
+
+
 def run_job_as_its_method(pipe, job: Job) -> int:
     """`run_job` with the StoryMem LoRA off for the baselines; returns the shots generated."""
     with contextlib.nullcontext() if job.method == "storymem" else pipe.lora_disabled():
         return run_job(pipe, job).generated
 
 
-def generate_jobs(pipe, jobs: list[Job], progress: bool = True) -> int:
-    """The jobs one after another in this process; returns the shots generated."""
-    generated = 0
+def generate_jobs(pipe, jobs: list[Job], progress: bool = True) -> BatchResult:
+    """The jobs one after another in this process. A job that fails is recorded and the others
+    go on (its finished shots are kept: run the batch again to resume it)."""
+    result = BatchResult()
     bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
     for method in dict.fromkeys(job.method for job in jobs):
         # a baseline's stories all run in one block without the LoRA (switched once)
         with contextlib.nullcontext() if method == "storymem" else pipe.lora_disabled():
             for job in (j for j in jobs if j.method == method):
                 bar.set_postfix_str(f"{job.name}/{method}")
-                generated += run_job(pipe, job).generated
+                try:
+                    result.generated += run_job(pipe, job).generated
+                except Exception as e:  # one story's failure is not the batch's
+                    result.failed(job, e)
                 bar.update(1)
     bar.close()
-    return generated
+    return result

@@ -35,9 +35,7 @@ def build_pipeline(options: PipelineOptions, *, split_shots: bool = False) -> St
     device = context_parallel.start(launch) if launch else torch.device(options.device or default_device())
     try:
         choose_cpu_threads(options.model, device)
-        check_memory_mode(options.memory_mode, device)
-        if options.attention is not None:
-            check_attention_backend(options.attention, device)
+        check_placement(options, device)
         pipe = StoryMemPipeline.from_options(options)
         if launch:
             pipe.enable_context_parallel(launch.world_size)
@@ -50,6 +48,26 @@ def build_pipeline(options: PipelineOptions, *, split_shots: bool = False) -> St
     if pipe.preset.build is None and not context_parallel.is_follower():  # real weights: say where they went
         sys.stderr.write(f"memory mode: {chosen}" + (" (auto)\n" if options.memory_mode == "auto" else "\n"))
     return pipe
+
+
+def check_placement(options: PipelineOptions, device=None) -> None:
+    """The memory mode and attention backend can run on this device (one line if not)."""
+    device = torch.device(device or options.device or default_device())
+    check_memory_mode(options.memory_mode, device)
+    if options.attention is not None:
+        check_attention_backend(options.attention, device)
+
+
+def check_inputs(options: PipelineOptions, keyframe_clip: str | None = None, uses_memory: bool = True) -> None:
+    """Everything a run will read, checked before anything loads, cheapest first: where the
+    models live, every weight file (there and whole), then the keyframe-selection CLIP (if the
+    run selects keyframes; `keyframe_clip`: its folder or hub id, else the preset's)."""
+    from .runner import check_keyframe_clip
+
+    check_placement(options)
+    StoryMemPipeline.locate(options)
+    if uses_memory:
+        check_keyframe_clip(keyframe_clip, options.model)
 
 
 def choose_cpu_threads(model: str, device) -> None:

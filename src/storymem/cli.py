@@ -97,16 +97,17 @@ def generate(
     import time
 
     from .batch import Job, find_stories, generate_jobs
+    from .build import check_inputs
     from .distributed.context_parallel import launched
     from .distributed.lockstep import lead_or_follow
-    from .runner import check_keyframe_clip, generate_story
+    from .rundir import check_folder_of_runs
+    from .runner import generate_story
 
     _check_workers(workers, ray_address)
     if no_memory:
         settings = settings.replace(method="independent")
     head = str(aesthetic_head) if aesthetic_head else None
-    if settings.method == "storymem":
-        check_keyframe_clip(settings.keyframe_clip, options.model)
+    check_inputs(options, settings.keyframe_clip, uses_memory=settings.method == "storymem")
     start = time.perf_counter()
     from .build import build_pipeline
 
@@ -116,6 +117,7 @@ def generate(
             raise InputError(
                 "--overwrite works on one story; with several, existing runs continue: delete a run's folder to start it over"
             )
+        check_folder_of_runs(out)
         stories = {name: load_story(path) for name, path in find_stories(story_paths).items()}
         jobs = [Job(name, story, out / name, settings, head) for name, story in stories.items()]
 
@@ -123,9 +125,11 @@ def generate(
             with lead_or_follow(pipe, launched()) as leading:
                 return generate_jobs(pipe, jobs) if leading else None
 
-        generated = _generate_jobs(build, jobs, workers, ray_address, options, serially)
-        if generated is not None:
-            print(f"{len(jobs)} stories ({generated} shots generated) in {time.perf_counter() - start:.1f}s: {out}")
+        batch = _generate_jobs(build, jobs, workers, ray_address, options, serially)
+        if batch is not None:
+            done = len(jobs) - len(batch.failures)
+            print(f"{done} stories ({batch.generated} shots generated) in {time.perf_counter() - start:.1f}s: {out}")
+            _fail_if_any(batch, len(jobs))
         return
 
     story_path = story_paths[0]
@@ -164,8 +168,11 @@ def shot(
     """Generate one shot conditioned on memory images (the building block of a story)."""
     from .distributed.context_parallel import launched
     from .distributed.lockstep import lead_or_follow
+    from .story import visible
     from .video import load_image, write_video
 
+    if not visible(prompt):
+        raise InputError(f"PROMPT must not be empty (it has no visible characters), got {prompt!r}")
     if out.suffix.lower() != ".mp4":
         raise InputError(f"--out must name an .mp4 file, got {out}")
     if out.is_dir():
@@ -203,8 +210,18 @@ def _check_workers(workers: int | None, ray_address: str | None) -> None:
         raise InputError("--ray-address needs --workers N (how many runs at once)")
 
 
-def _generate_jobs(build, jobs, workers, ray_address, options: PipelineOptions, serially) -> int:
-    """Shots generated: by Ray tasks with --workers, else `serially(pipe)` in this process."""
+def _fail_if_any(batch, total: int) -> None:
+    """After a batch: each failed run in one line, then exit 1 if any failed."""
+    if not batch.failures:
+        return
+    for line in batch.report():
+        sys.stderr.write(f"error: {line}\n")
+    sys.stderr.write(f"{len(batch.failures)} of {total} runs failed; the others are done (run again to resume)\n")
+    raise typer.Exit(1)
+
+
+def _generate_jobs(build, jobs, workers, ray_address, options: PipelineOptions, serially):
+    """The batch's result: by Ray tasks with --workers, else `serially(pipe)` in this process."""
     from .models.presets import get_preset
 
     if workers is None:
@@ -284,26 +301,30 @@ def bench(
 ) -> None:
     """Generate every story with every method (resumable), evaluate, and write the report."""
     from .batch import generate_jobs
+    from .build import check_inputs
     from .eval import load_evaluators
     from .eval.bench import bench_jobs, parse_methods, report_bench
-    from .runner import check_keyframe_clip
+    from .rundir import check_folder_of_runs
 
     chosen = parse_methods(methods)
     _check_workers(workers, ray_address)
+    check_folder_of_runs(out)
     jobs = bench_jobs(stories, chosen, out, settings)  # every script is checked before models load
-    if "storymem" in chosen:
-        check_keyframe_clip(settings.keyframe_clip, options.model)
+    check_inputs(options, settings.keyframe_clip, uses_memory="storymem" in chosen)
     video_text, aesthetic = load_evaluators(extractor, options.model, viclip and str(viclip), aesthetic_head, _device())
     from .build import build_pipeline
 
     build = functools.partial(build_pipeline, options)
-    generated = _generate_jobs(build, jobs, workers, ray_address, options, lambda pipe: generate_jobs(pipe, jobs))
-    files, _, evaluated = report_bench(jobs, out, options.model, video_text, aesthetic)
-    print((out / "results.md").read_text())
-    print(
-        f"{generated} shots generated, {evaluated} runs evaluated; "
-        f"wrote {out / 'results.md'}, results.csv, results.json, metrics.png, heatmaps/"
-    )
+    batch = _generate_jobs(build, jobs, workers, ray_address, options, lambda pipe: generate_jobs(pipe, jobs))
+    done = batch.succeeded(jobs)
+    if done:
+        files, _, evaluated = report_bench(done, out, options.model, video_text, aesthetic)
+        print((out / "results.md").read_text())
+        print(
+            f"{batch.generated} shots generated, {evaluated} runs evaluated; "
+            f"wrote {out / 'results.md'}, results.csv, results.json, metrics.png, heatmaps/"
+        )
+    _fail_if_any(batch, len(jobs))
 
 
 @app.command("app")
@@ -330,12 +351,19 @@ def app_command(
         raise InputError(f"storymem app needs {e.name}: pip install 'storymem[app]'") from None
     from .batch import find_stories
 
+    if isinstance(port, bool) or not 1 <= port <= 65535:
+        raise InputError(f"--port must be a port number from 1 to 65535, got {port}")
+    if runs.exists() and not runs.is_dir():
+        raise InputError(f"--runs {runs}: is a file; give the folder that holds (or will hold) the app's runs")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     examples = {}
     bundled = Path(__file__).resolve().parents[2] / "examples"
     for source in ([bundled] if bundled.is_dir() else []) + list(stories or []):
         examples.update({name: path for name, path in find_stories([source]).items()})
-    runs.mkdir(parents=True, exist_ok=True)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--runs {runs}: cannot create the folder ({e.strerror})") from None
     page = build_app(Generator(), runs, examples, options, settings)
     try:
         page.queue(default_concurrency_limit=4).launch(server_name=host, server_port=port, css=CSS, show_error=True)
@@ -454,6 +482,7 @@ def toy_stories(
     characters: Annotated[
         int, typer.Option(help="Characters per story (2 or more: each introduced in its own shot).")
     ] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace story files of the same names that differ.")] = False,
 ) -> None:
     """Write toy-world stories (ST-Bench format) for the built-in `toy` model and its benchmark."""
     from .toyworld import write_stories
@@ -464,12 +493,17 @@ def toy_stories(
         raise InputError("--characters must be 1 to 6, with more --shots than characters")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    if (out / "state.json").is_file():
+        raise InputError(f"--out {out}: is a run folder; write the stories into a folder of their own")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"--out {out}: cannot create the folder ({e.strerror})") from None
-    write_stories(out, count, shots, seed, characters)
-    print(f"wrote {count} toy stories to {out}; run them with: storymem bench {out} --model toy --out toy-bench")
+    written = write_stories(out, count, shots, seed, characters, overwrite=overwrite)
+    kept = f" ({count - written} were there already)" if written < count else ""
+    print(
+        f"wrote {written} toy stories to {out}{kept}; run them with: storymem bench {out} --model toy --out toy-bench"
+    )
 
 
 @app.command()

@@ -140,12 +140,12 @@ class RunSettings:
         """What state.json keeps (every field, in this order)."""
         return asdict(self)
 
-    def differences(self, saved: dict) -> list[str]:
-        """'field: saved X, now Y' for each field that differs from a saved record. Runs saved
-        before a field existed hold its default."""
+    def differences(self, saved: dict, ignore=()) -> list[str]:
+        """'field: saved X, now Y' for each field (but those in `ignore`) that differs from a
+        saved record. Runs saved before a field existed hold its default."""
         mine, defaults = self.record(), asdict(RunSettings())
         return [
             f"{k}: saved {saved.get(k, defaults[k])!r}, now {mine[k]!r}"
             for k in mine
-            if saved.get(k, defaults[k]) != mine[k]
+            if k not in ignore and saved.get(k, defaults[k]) != mine[k]
         ]

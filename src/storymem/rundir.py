@@ -22,6 +22,52 @@ STATE_KEYS = {"version": int, "settings": dict, "completed": list, "shots": dict
 SKELETON = {"shots", "memory", "tails", "story.json", ".story.json.tmp", ".state.json.tmp"}
 
 
+def enclosing_run(folder: Path) -> Path | None:
+    """The run folder `folder` is inside of (not itself), if any."""
+    for parent in Path(folder).resolve().parents:
+        if (parent / "state.json").is_file() and (parent / "shots").is_dir():
+            return parent
+    return None
+
+
+def runs_inside(folder: Path) -> list[Path]:
+    """Run folders below `folder` (not itself)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(f.parent for f in folder.rglob("state.json") if f.parent != folder)
+
+
+def check_not_nested(root: Path) -> None:
+    """A folder is a run, a folder of runs, or empty: never two at once, so that deleting one
+    run (--overwrite) can never delete another."""
+    outer = enclosing_run(root)
+    if outer is not None:
+        raise InputError(
+            f"{root}: is inside the run folder {outer}; a run cannot hold other runs: choose another --out"
+        )
+    inner = runs_inside(root)
+    if inner:
+        raise InputError(
+            f"{root}: holds other runs ({inner[0]}{' and more' if len(inner) > 1 else ''}); a folder is one run or "
+            "a folder of runs, never both: choose another --out"
+        )
+
+
+def check_folder_of_runs(folder: Path, option: str = "--out") -> None:
+    """The folder of several runs (generate with several stories, bench) is not itself a run,
+    nor inside one."""
+    folder = Path(folder)
+    if (folder / "state.json").is_file():
+        raise InputError(
+            f"{option} {folder}: is the run folder of one story; several runs need a folder of their own: "
+            "choose another --out"
+        )
+    outer = enclosing_run(folder)
+    if outer is not None:
+        raise InputError(f"{option} {folder}: is inside the run folder {outer}; choose an --out outside it")
+
+
 class RunDirectory:
     """The files of one run. Owns naming; knows nothing about models."""
 
@@ -38,6 +84,7 @@ class RunDirectory:
         `release` (or use `with run:`) when done."""
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{self.root}: exists and is not a folder")
+        check_not_nested(self.root)
         existed = self.root.exists()
         try:
             self.root.mkdir(parents=True, exist_ok=True)

@@ -35,9 +35,36 @@ from .rundir import RunDirectory
 from .story import Shot, Story
 from .storyboard import evenly_spaced, render_storyboard
 from .video import concat_videos, load_image, write_video
+from .weights import fingerprint_all
 
 STATE_VERSION = 1
 TAIL = max(CONTINUATION_FRAMES.values())
+
+
+def story_changes(run: RunDirectory, story: Story) -> str:
+    """Which shots differ between the run's saved story and `story`: 'shot 01_02's prompt, shot
+    02_04 added'."""
+    from .story import parse_story
+
+    try:
+        saved = {s.name: s for s in parse_story(json.loads(run.story_file.read_text())).shots}
+    except (OSError, ValueError, StoryMemError):
+        return f"{run.story_file} cannot be read to compare"
+    now = {s.name: s for s in story.shots}
+    changes = []
+    for name in dict.fromkeys([*saved, *now]):
+        if name not in now:
+            changes.append(f"shot {name} removed")
+        elif name not in saved:
+            changes.append(f"shot {name} added")
+        else:
+            fields = [
+                f for f in ("prompt", "cut", "first_frame_prompt") if getattr(saved[name], f) != getattr(now[name], f)
+            ]
+            changes += [f"shot {name}'s {f.replace('_', ' ')}" for f in fields]
+    if not changes:
+        changes = ["its title, overview, references or characters"]
+    return ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
 
 
 def story_sha(story: Story) -> str:
@@ -92,13 +119,17 @@ class StoryRunner:
         progress: bool = True,
     ) -> StoryResult:
         start = time.perf_counter()
+        weights = weights_record(self.pipe, settings)
         run = RunDirectory(out_dir)
         saved = run.prepare(resume, overwrite)  # locks the folder until the run ends
         with run:
-            state, bank = self._resume(run, saved, settings) if saved is not None else self._start(run, story, settings)
+            if saved is not None:
+                state, bank = self._resume(run, saved, settings, story, weights)
+            else:
+                state, bank = self._start(run, story, settings, weights)
             return self._run_shots(run, story, settings, state, bank, start, progress)
 
-    def _start(self, run: RunDirectory, story: Story, settings: RunSettings) -> tuple[dict, MemoryBank]:
+    def _start(self, run: RunDirectory, story: Story, settings: RunSettings, weights: dict) -> tuple[dict, MemoryBank]:
         write_json(run.story_file, story.model_dump())
         bank = MemoryBank(settings.max_memory, settings.sink)
         for i, ref in enumerate(settings.references):
@@ -112,16 +143,31 @@ class StoryRunner:
             "shots": {},
             "memory": bank.state(),
             "finished": False,
+            "weights": weights,
         }
         write_json(run.state_file, state)
         return state, bank
 
-    def _resume(self, run: RunDirectory, saved: dict, settings: RunSettings) -> tuple[dict, MemoryBank]:
-        changed = settings.differences(saved["settings"])
+    def _resume(
+        self, run: RunDirectory, saved: dict, settings: RunSettings, story: Story, weights: dict
+    ) -> tuple[dict, MemoryBank]:
+        # The weight files are compared by fingerprint, so their paths may differ (runs saved
+        # before weights were recorded compare the paths, as they did).
+        recorded = saved.get("weights")
+        changed = settings.differences(saved["settings"], ignore=("story_sha", *(WEIGHT_PATHS if recorded else ())))
+        if saved["settings"].get("story_sha") != settings.story_sha:
+            changed.insert(0, f"the story changed since the run started ({story_changes(run, story)})")
         if changed:
             raise InputError(
                 f"{run.root}: settings differ from the saved run ({'; '.join(changed)}); use the same settings or --overwrite"
             )
+        if isinstance(recorded, dict):
+            other = [WEIGHT_OPTIONS[k] for k in WEIGHT_OPTIONS if k in recorded and recorded[k] != weights.get(k)]
+            if other:
+                raise InputError(
+                    f"{run.root}: the run was made with other weights than these ({', '.join(other)}: other files); "
+                    "resume it with the same weights (at any path), or start again with --overwrite"
+                )
         try:
             bank = MemoryBank.from_state(saved["memory"])
         except (KeyError, TypeError, ValueError):
@@ -327,6 +373,33 @@ def check_run_settings(pipe, s: RunSettings) -> None:
         raise InputError(f"mm2v continuations need more than {2 * TAIL - 1} frames per shot (e.g. 13), got {frames}")
     for ref in s.references:
         load_image(ref)  # one line naming a missing or unreadable image
+
+
+# Which option names each kind of weights a run records (a resume with others is refused).
+WEIGHT_OPTIONS = {
+    "model": "--weights / --i2v",
+    "t2v": "--t2v",
+    "lora": "--lora",
+    "preview": "--preview",
+    "keyframe_clip": "--keyframe-clip",
+}
+# Settings that name where weights are: a resume compares the files' fingerprints instead, so the
+# same files at another path are accepted.
+WEIGHT_PATHS = ("lora", "preview", "keyframe_clip")
+
+
+def weights_record(pipe, settings: RunSettings) -> dict[str, str | None]:
+    """A cheap fingerprint of every weight file the run uses (config files, sizes, safetensors
+    headers: `weights.fingerprint`), by kind."""
+    record = {kind: fingerprint_all(pipe.sources.get(kind, [])) for kind in ("model", "t2v", "lora", "preview")}
+    clip = settings.keyframe_clip or pipe.preset.keyframe_embedder
+    if settings.method == "storymem" and clip != "tiny":
+        from .scoring.clip import CLIP_B32, locate_clip
+
+        record["keyframe_clip"] = fingerprint_all([locate_clip(clip, CLIP_B32)])
+    else:
+        record["keyframe_clip"] = None
+    return record
 
 
 def check_keyframe_clip(name: str | None, model: str) -> None:

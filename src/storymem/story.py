@@ -148,7 +148,7 @@ def _check_semantics(story: Story) -> tuple[str, str] | None:
         for i, prompt in enumerate(scene.video_prompts):
             if not visible(prompt):
                 return f"{at}.video_prompts[{i}]", "must not be empty (it has no visible characters)"
-    names = [c.strip().lower() for c in story.characters]
+    names = [normalise_name(c) for c in story.characters]
     for i, name in enumerate(names):
         if not name or not visible(name):
             return f"characters[{i}]", "must not be empty"
@@ -160,6 +160,13 @@ def _check_semantics(story: Story) -> tuple[str, str] | None:
             "the first shot of a story must be a cut (true): there is no earlier shot to continue",
         )
     return None
+
+
+def normalise_name(text: str) -> str:
+    """How names are compared, in validation and in matching them to prompts alike: Unicode NFC
+    (an accent typed as a combining mark equals the composed letter), no surrounding spaces,
+    case-folded."""
+    return unicodedata.normalize("NFC", text).strip().casefold()
 
 
 def visible(text: str) -> bool:

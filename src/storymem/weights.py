@@ -21,10 +21,9 @@ TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 def refused_objects(e: Exception) -> bool:
     """Whether torch's weights-only loader refused pickled objects (code), as opposed to garbage.
-    Its wording changed over versions: "Unsupported global" before 2.6, "Weights only load failed
-    ... unsupported GLOBAL" since."""
-    text = str(e).lower()
-    return "unsupported global" in text or "weights only load failed" in text
+    Its wording changed over versions ("Unsupported global", later "unsupported GLOBAL ... whose
+    module ... is blocked"), so it is matched without case."""
+    return "unsupported global" in str(e).lower()
 
 
 def read_weights(
@@ -110,7 +109,9 @@ def check_safetensors(path: str | Path, what: str, error: type[StoryMemError] = 
     again = f"; fetch it again with: {fetch}" if fetch else ""
     found = safetensors_header(path)
     if found is None:
-        raise error(f"{path}: not a readable safetensors file ({what}): damaged or not fully downloaded{again}")
+        raise error(
+            f"{path}: cannot read it as {what} (no readable safetensors header: damaged or not fully downloaded){again}"
+        )
     size = path.stat().st_size
     if size < found[1]:
         raise error(f"{path}: {what} is cut short ({size} of {found[1]} bytes; a download that did not finish?){again}")
@@ -127,7 +128,8 @@ FINGERPRINT_TEXT = (".json", ".txt", ".model", ".yaml")  # small files read whol
 
 def fingerprint(path: str | Path) -> str:
     """Which weights these are, cheaply: for each file (its path inside the folder), its size, and
-    its header (safetensors), its whole text (configs, tokenizer files) or its first 64 KB (other
+    its header and the first and last 64 KB of its tensors (safetensors: a retrained model of the
+    same shapes differs there), its whole text (configs, tokenizer files) or its first 64 KB (other
     files). The same files at another path give the same fingerprint; 27 GB are not hashed."""
     root = Path(path).resolve()
     files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file() and not _hidden(f, root))
@@ -136,9 +138,13 @@ def fingerprint(path: str | Path) -> str:
         name = "" if file == root else file.relative_to(root).as_posix()
         size = file.stat().st_size
         digest.update(f"{name}\0{size}\0".encode())
-        if file.suffix == ".safetensors":
+        if file.suffix == ".safetensors":  # its header, and the first and last 64 KB of its tensors
             found = safetensors_header(file)
             digest.update(json.dumps(found[0] if found else None, sort_keys=True).encode())
+            with open(file, "rb") as f:
+                digest.update(f.read(65536 + 8 + (len(json.dumps(found[0])) if found else 0)))
+                f.seek(max(0, size - 65536))
+                digest.update(f.read(65536))
         elif file.suffix in FINGERPRINT_TEXT and size <= 20_000_000:
             digest.update(file.read_bytes())
         else:
@@ -149,3 +155,13 @@ def fingerprint(path: str | Path) -> str:
 
 def _hidden(file: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in file.relative_to(root).parts)
+
+
+def fingerprint_all(paths) -> str | None:
+    """One fingerprint for several files or folders (a LoRA's two experts); None for none."""
+    paths = list(paths)
+    if not paths:
+        return None
+    if len(paths) == 1:
+        return fingerprint(paths[0])
+    return hashlib.sha256(" ".join(fingerprint(p) for p in paths).encode()).hexdigest()[:16]

@@ -11,11 +11,12 @@ driver, exactly as in a serial run.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
-from ..batch import run_job_as_its_method
+from ..batch import BatchResult, run_job_as_its_method
 from ..errors import InputError, StoryMemError
 
 RETRIES = 3  # a task whose worker died is run again this many times, resuming each time
@@ -32,6 +33,27 @@ def _job_in_worker(build: Callable, key: str, job):
     return run_job_as_its_method(_built[key], job)
 
 
+CONNECT_TIMEOUT_S = 10  # how long an unreachable --ray-address is tried before one line says so
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """One line within `timeout` seconds when nothing answers at a Ray address (ray.init would
+    retry for minutes without a word). "auto" (a local cluster found by Ray) is not checked."""
+    if address == "auto":
+        return
+    where = address.split("://", 1)[-1]
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--ray-address {address}: expected HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(
+            f"--ray-address {address}: nothing answers at {host}:{port} within {timeout:.0f} s "
+            f"({e.strerror or type(e).__name__}); is the Ray head running there?"
+        ) from None
+
+
 def _start_ray(address: str | None, workers: int, gpu: bool):
     try:
         import ray
@@ -41,6 +63,7 @@ def _start_ray(address: str | None, workers: int, gpu: bool):
         return ray, False
     options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address:
+        check_reachable(address)
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -52,16 +75,17 @@ def _start_ray(address: str | None, workers: int, gpu: bool):
 
 def run_jobs(build: Callable, key: str, jobs: list, workers: int, address: str | None = None, gpu: bool = False,
              progress: bool = True) -> int:  # fmt: skip
-    """Run `jobs` as Ray tasks, at most `workers` at a time; returns the shots generated.
-    build: a picklable function returning a placed pipeline (called once per worker process);
-    key: a description of it. gpu: give each task one GPU (else one CPU core)."""
+    """Run `jobs` as Ray tasks, at most `workers` at a time. A job that fails is recorded and the
+    others go on (none is cancelled). build: a picklable function returning a placed pipeline
+    (called once per worker process); key: a description of it. gpu: give each task one GPU (else
+    one CPU core)."""
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     ray, started = _start_ray(address, workers, gpu)
     resources = {"num_gpus": 1} if gpu else {"num_cpus": 1}
     task = ray.remote(max_retries=RETRIES, **resources)(_job_in_worker)
     bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
-    generated = 0
+    result = BatchResult()
     pending: dict = {}
     todo = list(jobs)
     try:
@@ -71,7 +95,10 @@ def run_jobs(build: Callable, key: str, jobs: list, workers: int, address: str |
                 pending[task.remote(build, key, job)] = job
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])
-            generated += _result(ray, done[0], job)
+            try:
+                result.generated += _result(ray, done[0], job)
+            except StoryMemError as e:
+                result.failed(job, e)
             bar.set_postfix_str(f"{job.name}/{job.method}")
             bar.update(1)
     finally:
@@ -80,7 +107,7 @@ def run_jobs(build: Callable, key: str, jobs: list, workers: int, address: str |
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
-    return generated
+    return result
 
 
 def _result(ray, ref, job) -> int:
@@ -90,9 +117,9 @@ def _result(ray, ref, job) -> int:
         cause = getattr(e, "cause", None)
         if isinstance(cause, StoryMemError):
             raise cause from None
-        raise StoryMemError(f"{job.run_dir}: the run failed in its worker: {cause or e}") from None
+        raise StoryMemError(f"the run failed in its worker: {cause or e}") from None
     except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayError) as e:
         raise StoryMemError(
-            f"{job.run_dir}: its worker died {RETRIES + 1} times ({type(e).__name__}); the finished shots are kept: "
+            f"its worker died {RETRIES + 1} times ({type(e).__name__}); the finished shots are kept: "
             "run the same command again to resume"
         ) from None

@@ -23,17 +23,22 @@ keyframe CLIP dropped the second introduction in 22 of them.
 from __future__ import annotations
 
 import re
+import unicodedata
 
+from ..story import normalise_name
 from .bank import Keyframe, MemoryBank
-
-POLICIES = ("official", "entity")
 
 
 def named_characters(prompt: str, characters: list[str]) -> frozenset[str]:
-    """The characters (lower case) a prompt names, as whole words, case-insensitively."""
-    return frozenset(
-        name.lower() for name in characters if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", prompt, re.IGNORECASE)
-    )
+    """The characters a prompt names, as whole words; names and prompt are compared normalised
+    (`story.normalise_name`: NFC, trimmed, case-folded), and the names come back so."""
+    text = unicodedata.normalize("NFC", prompt).casefold()
+    found = set()
+    for name in characters:
+        key = normalise_name(name)
+        if key and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", text):
+            found.add(key)
+    return frozenset(found)
 
 
 def entity_memory(bank: MemoryBank, wanted: frozenset[str], tags: dict[str, frozenset[str]]) -> list[Keyframe]:

@@ -144,6 +144,7 @@ def t2v_loader(preset: Preset, t2v: str | None = None, torch_dtype: torch.dtype 
             for sub in ("transformer", "transformer_2")
         )
 
+    load.folder = folder  # which weights it loads (a resume checks they are the same)
     return load
 
 

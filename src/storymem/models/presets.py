@@ -15,7 +15,8 @@ import torch
 from ..sampling import Sampling
 
 # The toy model's shipped weights (toyworld/model.py builds it; not imported here: the presets stay light).
-TOY_LORA = Path(__file__).parents[1] / "toyworld" / "weights" / "lora"
+TOY_WEIGHTS = Path(__file__).parents[1] / "toyworld" / "weights"
+TOY_LORA = TOY_WEIGHTS / "lora"
 
 # Wan2.2's default negative prompt (shared config of the official code).
 WAN_NEGATIVE_PROMPT = (
@@ -57,6 +58,7 @@ class Preset:
     # components, imported only when the preset is built (the toy lives in storymem.toyworld).
     build: str | None = None
     takes_weights: bool = False  # a built-in model whose weights a folder can replace (--weights)
+    weights_folder: str | None = None  # its shipped weights
 
 
 # The Wan2.2-Lightning / LightX2V recipe (their configs and code): Euler, 4 steps, shift 5,
@@ -111,6 +113,7 @@ PRESETS: dict[str, Preset] = {
         quality="none",
         build="storymem.toyworld.model:build_toy_components",
         takes_weights=True,
+        weights_folder=str(TOY_WEIGHTS),
     ),
     "tiny": Preset(
         name="tiny",

@@ -75,6 +75,8 @@ def find_preview_files(folder: str | Path) -> PreviewFiles:
     t2v = {e: found[("t2v", e)][0] for e in EXPERTS if ("t2v", e) in found}
     if len(t2v) == 1:
         raise LoraError(f"--preview {folder}: found only one T2V file ({next(iter(t2v.values())).name}); need both")
+    for file in [*i2v.values(), *t2v.values()]:  # whole, before anything loads
+        check_safetensors(file, "distilled LoRA weights", LoraError, PREVIEW_FETCH)
     return PreviewFiles(folder, i2v, t2v or None)
 
 

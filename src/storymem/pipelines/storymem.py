@@ -35,6 +35,7 @@ from ..models.transformer import StoryMemWanTransformer3DModel
 from ..options import PipelineOptions
 from ..pixels import Image
 from ..sampling import Sampling, check_sigma_grid, denoise, guided_prediction, initial_noise, make_scheduler
+from ..story import visible
 from .adapters import AdaptersMixin
 from .encoders import ShotEncodersMixin
 from .placement import T2V_MISSING, PlacementMixin
@@ -85,6 +86,7 @@ class StoryMemPipeline(PlacementMixin, ShotEncodersMixin, AdaptersMixin, Diffusi
         self.register_to_config(preset=preset)
         self.preset: Preset = get_preset(preset)
         self.options = PipelineOptions(model=preset)  # what built it (from_options sets the real ones)
+        self.sources: dict[str, list] = {}  # weight files by kind, when built from files (from_options)
         self.temporal_scale = vae.config.scale_factor_temporal
         self.spatial_scale = vae.config.scale_factor_spatial
         self.video_processor = VideoProcessor(vae_scale_factor=self.spatial_scale)
@@ -95,12 +97,10 @@ class StoryMemPipeline(PlacementMixin, ShotEncodersMixin, AdaptersMixin, Diffusi
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_options(
-        cls, options: PipelineOptions, *, torch_dtype: torch.dtype | None = None, device=None
-    ) -> StoryMemPipeline:
-        """The pipeline `options` name, with its LoRAs loaded, not yet placed (`build_pipeline`
-        places it). Every input is found and checked before gigabytes of weights are read: the
-        weight folders, the LoRA, the preview files."""
+    def locate(cls, options: PipelineOptions, torch_dtype: torch.dtype | None = None) -> dict:
+        """Every weight file `options` name, found and checked (folders, LoRA, preview files:
+        there and whole) without reading gigabytes: what `from_options` then loads. A front end
+        may call it first to report a broken input before slower checks."""
         preset = get_preset(options.model)
         built_in = preset.build is not None
         if built_in and (options.i2v or options.t2v):
@@ -109,25 +109,46 @@ class StoryMemPipeline(PlacementMixin, ShotEncodersMixin, AdaptersMixin, Diffusi
             )
         if options.weights and not preset.takes_weights:
             raise InputError(f"--weights gives the toy model's own weights; the {preset.name} preset has none")
+        i2v_folder, loader = None, None
         if not built_in:
             i2v_folder = str(locate_weights(options.i2v or preset.i2v_source, "i2v"))
             loader = t2v_loader(preset, options.t2v, torch_dtype) if options.load_t2v else None
-        source = cls._lora_source(preset, options)
-        if source:
-            lora_io.resolve_lora_files(source, options.variant, preset.lora_subfolders, lora_io.fetch_command(preset))
+        lora = cls._lora_source(preset, options)
+        lora_files = []
+        if lora:
+            fetch = lora_io.fetch_command(preset)
+            found = lora_io.resolve_lora_files(lora, options.variant, preset.lora_subfolders, fetch)
+            lora_files = list(found.values())
         if options.preview:
             cls._check_preview(preset)
             find_preview_files(options.preview)
         check_sigma_grid(options.sigma_grid)
-        if built_in:
+        own = options.weights or preset.weights_folder
+        sources = {  # the files each kind of weights comes from (a run records their fingerprints)
+            "model": [i2v_folder] if not built_in else ([own] if own else []),
+            "t2v": [loader.folder] if loader is not None else [],
+            "lora": lora_files,
+            "preview": [options.preview] if options.preview else [],
+        }
+        return {"preset": preset, "i2v": i2v_folder, "t2v_loader": loader, "lora": lora, "sources": sources}
+
+    @classmethod
+    def from_options(
+        cls, options: PipelineOptions, *, torch_dtype: torch.dtype | None = None, device=None
+    ) -> StoryMemPipeline:
+        """The pipeline `options` name, with its LoRAs loaded, not yet placed (`build_pipeline`
+        places it). Every input is found and checked (`locate`) before weights are read."""
+        found = cls.locate(options, torch_dtype)
+        preset, source = found["preset"], found["lora"]
+        if preset.build is not None:
             components = load_components(preset, weights=options.weights)
             if not options.load_t2v:
                 components.update(t2v_transformer=None, t2v_transformer_2=None)
             pipe = cls(**components, preset=preset.name)
         else:
-            pipe = cls(**load_components(preset, i2v=i2v_folder, torch_dtype=torch_dtype), preset=preset.name)
-            pipe.t2v_loader, pipe._t2v_releasable = loader, True
-        pipe.options = options
+            pipe = cls(**load_components(preset, i2v=found["i2v"], torch_dtype=torch_dtype), preset=preset.name)
+            pipe.t2v_loader, pipe._t2v_releasable = found["t2v_loader"], True
+        pipe.options, pipe.sources = options, found["sources"]
         if device is not None:
             pipe.to(device)
         if source:
@@ -205,11 +226,13 @@ class StoryMemPipeline(PlacementMixin, ShotEncodersMixin, AdaptersMixin, Diffusi
         return max(sampling.guidance, sampling.guidance_2) > 1
 
     def check_inputs(
-        self, memory, first_frames, height, width, num_frames, num_inference_steps, guidance_scale,
+        self, prompt, memory, first_frames, height, width, num_frames, num_inference_steps, guidance_scale,
         guidance_scale_2, sigma_grid,
     ) -> tuple[ShotMode, tuple[int, int, int], Sampling]:  # fmt: skip
         """Step 1 of a shot: (its mode, (height, width, frames), its sampler), every argument
         checked. None means the preset's; 0 or less is refused (never silently the default)."""
+        if not isinstance(prompt, str) or not visible(prompt):
+            raise InputError(f"the prompt must not be empty (it has no visible characters), got {prompt!r}")
         try:
             mode = mode_for(len(memory), len(first_frames))
         except ValueError as e:
@@ -285,7 +308,7 @@ class StoryMemPipeline(PlacementMixin, ShotEncodersMixin, AdaptersMixin, Diffusi
         memory, first_frames = list(memory or []), list(first_frames or [])
         # 1. check the inputs
         mode, (height, width, num_frames), sampling = self.check_inputs(
-            memory, first_frames, height, width, num_frames, num_inference_steps, guidance_scale, guidance_scale_2,
+            prompt, memory, first_frames, height, width, num_frames, num_inference_steps, guidance_scale, guidance_scale_2,
             sigma_grid,
         )  # fmt: skip
         clock = _Clock(self._execution_device)

@@ -109,11 +109,35 @@ def _as_story(seed: int, shots: list[ToyShot], cuts: list[bool], overview: str) 
     return {"story_name": f"toy-{seed:04d}", "story_overview": overview, "scenes": scenes}
 
 
-def write_stories(folder: Path, count: int, shots: int = 6, seed: int = 0, characters: int = 1) -> None:
+def write_stories(
+    folder: Path, count: int, shots: int = 6, seed: int = 0, characters: int = 1, overwrite: bool = False
+) -> int:
     """Story i (seed + i) as folder/<story_name>.json: the set `storymem toy-stories` writes and
-    the toy benchmark runs. The folder must exist."""
+    the toy benchmark runs. The folder must exist. A file already there with other contents (a
+    story you edited) is never replaced unless `overwrite`: then nothing is written. Returns how
+    many files were written (the same story already there is left as it is)."""
+    import json
+
+    from ..errors import InputError
     from ..files import write_json
 
-    for i in range(count):
-        story, _ = make_story(seed + i, num_shots=shots, characters=characters)
-        write_json(folder / f"{story['story_name']}.json", story)
+    stories = [make_story(seed + i, num_shots=shots, characters=characters)[0] for i in range(count)]
+    todo = []
+    for story in stories:
+        file = Path(folder) / f"{story['story_name']}.json"
+        if file.exists():
+            try:
+                same = json.loads(file.read_text()) == story
+            except (OSError, ValueError):
+                same = False
+            if same:
+                continue
+            if not overwrite:
+                raise InputError(
+                    f"{file}: exists with other contents (a story you edited?); nothing was written: "
+                    "choose another --out, or replace it with --overwrite"
+                )
+        todo.append((file, story))
+    for file, story in todo:
+        write_json(file, story)
+    return len(todo)
