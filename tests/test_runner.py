@@ -8,11 +8,12 @@ import time
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 
 from conftest import run_story
 from storymem import InputError, StoryMemPipeline, parse_story
 from storymem.runner import shot_seed
-from storymem.video import read_video
+from storymem.video import load_image, read_video
 
 STORY = {
     "story_name": "fox",
@@ -192,3 +193,30 @@ def test_storyboard_fits_the_memory_caption(tmp_path):
     assert board.shape[1] >= memory_x + caption_w
     # and nothing of the caption is drawn on the last columns (it is not cut at the edge)
     assert (board[:, -6:] == 255).all()
+
+
+class BatchDependent:
+    """An embedder whose vectors depend on how many images are embedded together (as a real one
+    does in the last bits): mean colour plus the batch size."""
+
+    def embed(self, images):
+        rows = [np.asarray(im, dtype=np.float32).mean(axis=(0, 1)) / 255 for im in images]
+        out = torch.tensor(np.stack([np.append(r, len(images) / 10) for r in rows]))
+        return out / out.norm(dim=-1, keepdim=True)
+
+
+def test_memory_keyframes_are_embedded_alone_so_a_resume_chooses_alike(pipe, tmp_path, monkeypatch):
+    """The memory a shot's candidates are compared with is embedded from each keyframe's PNG
+    alone, never taken from the batch of its own shot: the same in a resumed run."""
+    import storymem.runner
+
+    seen = []
+    real = storymem.runner.select_keyframes
+    monkeypatch.setattr(storymem.runner, "select_keyframes", lambda e, s, t, m: seen.append(m) or real(e, s, t, m))
+    embedder = BatchDependent()
+    run = generate(pipe, STORY, tmp_path / "run", embedder=embedder)
+    state = json.loads((run.run_dir / "state.json").read_text())
+    last = state["completed"][-1]
+    files = state["shots"][last]["memory"]
+    alone = torch.cat([embedder.embed([load_image(run.run_dir / f)]) for f in files])
+    assert files and torch.equal(seen[-1], alone)

@@ -62,12 +62,21 @@ def check_inputs(options: PipelineOptions, keyframe_clip: str | None = None, use
     """Everything a run will read, checked before anything loads, cheapest first: where the
     models live, every weight file (there and whole), then the keyframe-selection CLIP (if the
     run selects keyframes; `keyframe_clip`: its folder or hub id, else the preset's)."""
-    from .runner import check_keyframe_clip
-
     check_placement(options)
     StoryMemPipeline.locate(options)
     if uses_memory:
         check_keyframe_clip(keyframe_clip, options.model)
+
+
+def check_keyframe_clip(name: str | None, model: str) -> None:
+    """The keyframe-selection CLIP (`name`, else the preset's) is there and whole: checked before
+    the experts load, so a broken folder is not found minutes later."""
+    from .models.presets import get_preset
+    from .scoring.clip import CLIP_B32, locate_clip
+
+    name = name or get_preset(model).keyframe_embedder
+    if name != "tiny":
+        locate_clip(name, CLIP_B32)
 
 
 def choose_cpu_threads(model: str, device) -> None:

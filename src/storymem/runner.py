@@ -298,7 +298,10 @@ class StoryRunner:
         look like another's (same place, similar colours) still gets keyframes of its own."""
         embeddings = self._embed(frames)
         for k in compared:
-            if k.file not in self._embeddings:  # after a resume: from the saved PNG
+            # A keyframe is embedded alone from its saved PNG, whether the run was resumed or not:
+            # a batch can round differently in the last bit (measured: 1e-7 on the tiny CLIP), and
+            # a resumed run must choose the same keyframes as an uninterrupted one.
+            if k.file not in self._embeddings:
                 self._embeddings[k.file] = self._embed([load_image(run.root / k.file)])[0]
         memory = torch.stack([self._embeddings[k.file] for k in compared]) if compared else None
         scores = self.quality.score(frames) if self.quality is not None else None
@@ -308,9 +311,7 @@ class StoryRunner:
         for i in chosen:
             path = run.memory / f"{shot.name}_f{i:03d}.png"
             frames[i].save(path)
-            keyframe = Keyframe(run.relative(path), shot.name, i)
-            self._embeddings[keyframe.file] = embeddings[i]
-            keyframes.append(keyframe)
+            keyframes.append(Keyframe(run.relative(path), shot.name, i))
         return keyframes
 
     def _storyboard(self, run: RunDirectory, shots: list[Shot], state: dict) -> None:
@@ -400,17 +401,6 @@ def weights_record(pipe, settings: RunSettings) -> dict[str, str | None]:
     else:
         record["keyframe_clip"] = None
     return record
-
-
-def check_keyframe_clip(name: str | None, model: str) -> None:
-    """The keyframe-selection CLIP (`name`, else the preset's) is there and whole: checked before
-    the experts load, so a broken folder is not found minutes later."""
-    from .models.presets import get_preset
-    from .scoring.clip import CLIP_B32, locate_clip
-
-    name = name or get_preset(model).keyframe_embedder
-    if name != "tiny":
-        locate_clip(name, CLIP_B32)
 
 
 def load_keyframe_embedder(name: str, device):
