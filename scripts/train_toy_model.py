@@ -1,18 +1,25 @@
-"""Reproduce the built-in `toy` model's weights (src/storymem/models/toy_weights/).
+"""Reproduce the built-in `toy` model's weights (src/storymem/toyworld/weights/).
 
-    python scripts/train_toy_model.py                      # the shipped recipe (38 min on 2 CPU cores with fast bf16)
-    python scripts/train_toy_model.py --out /tmp/toy --weights /tmp/toy/weights --base-steps 50 --lora-steps 20
-    python scripts/train_toy_model.py --stages base,memory,lora --weights DIR  # with the memory stage
+    python scripts/train_toy_model.py --weights DIR        # the shipped recipe: base, then the memory stage
+    python scripts/train_toy_model.py --out /tmp/toy --weights /tmp/toy/weights --base-steps 50 --memory-steps 20
     python scripts/train_toy_model.py --stages memory --init DIR --weights DIR2  # continue a base
+    python scripts/train_toy_model.py --stages lora --weights DIR                # an M2V LoRA on a base
 
-Stage base trains the base I2V network on single toy clips; stage memory (not run by default)
-continues it on memory examples, in `--memory-cycles` warm restarts of `--memory-steps` (saved
-after each, so an interrupted run resumes); stage lora trains the StoryMem M2V LoRA on grouped
-clips with `storymem.train`. All use a CUDA GPU when there is one; `--stages` picks them (e.g. the
-base on a GPU machine, the LoRA where ffmpeg is). On a CPU without
-fast bf16 pass `--mixed-precision no`: bf16 autocast was 13x slower than float32 on this
-project's 2-core machine (torch 2.13). Check the result with
-`python benchmarks/toy_benchmark.py` (the README's numbers).
+The shipped recipe (no --stages) runs two stages, in float32:
+- base: the I2V network from random weights on single toy clips, 10000 steps of 8 clips;
+- memory: the same network continued on memory examples (the look must come from frames of the
+  same look in other scenes), 6 cycles of 2000 steps, each with a fresh optimiser and schedule.
+Expected time: about 2.3 h on a 2-core CPU (base 52 min, memory stage 84 min, measured alone on
+this project's machine); about 30 min on one GPU (13 base steps/s on an H100). Resumable: the
+base stage saves a checkpoint every --checkpoint-every steps and the memory stage each cycle, so
+the same command again continues an interrupted run. Each stage shows a progress bar.
+
+The toy ships without an M2V LoRA: on the memory-trained base the recipe's LoRA lowered identity
+(docs/notes/toy-experiments.md). `--stages base,memory,lora` also trains one (17 min more), which
+`storymem generate --model toy --weights DIR` then loads from DIR/lora. All stages use a CUDA GPU
+when there is one. bf16 autocast (`--mixed-precision bf16`) is for GPUs: it was 13x slower than
+float32 on this project's 2-core CPU (torch 2.13). Without --weights the weights go into the
+package. Check the result with `python benchmarks/toy_benchmark.py --weights DIR --no-lora`.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ def main() -> None:
             parser.add_argument(option, type=type(f.default), default=f.default, choices=choices.get(f.name))
     parser.add_argument(
         "--stages",
-        default="base,lora",
+        default="base,memory",
         help="comma-separated, from base, memory, lora; without base, training starts from --init or the base in --weights",
     )
     args = parser.parse_args()
@@ -49,7 +56,7 @@ def main() -> None:
     for name in ("p_look_caption", "p_look_given", "p_memory", "memory_p"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')}: a probability from 0 to 1, got {getattr(args, name)}")
-    for name in ("base_steps", "base_batch", "memory_cycles", "memory_steps", "lora_steps", "lora_batch"):
+    for name in ("base_steps", "base_batch", "memory_cycles", "memory_steps", "lora_steps", "lora_batch", "checkpoint_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: a whole number from 1 up, got {getattr(args, name)}")
     if args.memory_shot_frames not in (0, 1):

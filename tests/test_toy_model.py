@@ -251,6 +251,42 @@ def test_base_training_with_memory_examples_runs_its_memory_path(tmp_path, monke
     assert not torch.equal(pipe.transformer.proj_out.weight, before)
 
 
+def test_an_interrupted_base_stage_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """Checkpoints every --checkpoint-every steps hold the model, EMA, optimiser, schedule and both
+    random generators: stopped after step 5 of 8 and run again, the stage ends exactly where an
+    uninterrupted run ends."""
+    from storymem.toyworld import recipe
+
+    config = recipe.RecipeConfig(
+        out=str(tmp_path), base_steps=8, base_batch=2, p_memory=0.5, mixed_precision="no", checkpoint_every=2
+    )
+
+    def trained(work, stop_at=None):
+        pipe = StoryMemPipeline(**build_toy_components(weights=None), preset="toy")
+        if stop_at is not None:
+            calls = []
+
+            def stop(*args):
+                calls.append(1)
+                if len(calls) == stop_at:
+                    raise KeyboardInterrupt
+
+            handle = pipe.transformer.register_forward_pre_hook(stop)
+            with pytest.raises(KeyboardInterrupt):
+                recipe.train_base(pipe, config, work, progress=False)
+            handle.remove()
+            assert (work / recipe.CHECKPOINT).is_file()
+            pipe = StoryMemPipeline(**build_toy_components(weights=None), preset="toy")
+        losses = recipe.train_base(pipe, config, work, progress=False)
+        return losses, pipe.transformer.state_dict()
+
+    whole_losses, whole = trained(tmp_path / "whole")
+    resumed_losses, resumed = trained(tmp_path / "resumed", stop_at=6)  # killed in step 6: steps 1-4 kept
+    assert resumed_losses == whole_losses and len(whole_losses) == 8
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert not (tmp_path / "resumed" / recipe.CHECKPOINT).exists()  # done: no checkpoint left behind
+
+
 def test_training_script_refuses_an_unknown_stage(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_training_script(monkeypatch, "--stages", "base,fine")

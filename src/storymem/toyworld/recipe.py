@@ -1,29 +1,23 @@
-"""How the built-in `toy` model is made: StoryMem's recipe at toy scale.
+"""How the built-in `toy` model is made: StoryMem's recipe at toy scale, in three stages.
 
-1. Base model: the I2V network trained from scratch on single toy clips. Half have their first
-   frame given (I2V), half not (T2V); 10% have an empty caption (for guidance). T2V captions
-   spell the look out ("Pip, a red striped circle, walks in the forest."); I2V captions mostly
-   (90%) name the character only ("Pip walks in the forest."), so the base model learns to carry
-   a look over from a given frame, as Wan's I2V does. (At 50% the base copied the shape from its
-   given frame in 0.60 of clips; at 10%, 0.73.)
-   With `p_memory` > 0 (default 0), that share of base steps are memory examples instead: the
-   look must come from 1-3 frames of the same look in other scenes (`memory_example`), so the base
-   itself learns to read memory. (Continuing the shipped base this way for 2400 steps at
-   p_memory 0.6 carried the colour from memory without any LoRA, but not the shape; 12000 steps
-   at 0.8 carried the shape from another scene in 0.60 of examples, against 0.40, and lifted
-   single-story identity from 0.30 to 0.54; from random weights, 9000 steps at 0.7 left it at
-   chance: see benchmarks/toy_shape_copy.py and the README.)
-2. M2V LoRA: `storymem.train` on grouped clips: a group is one look under one random name, and
-   its captions mostly name the character only, so the look must come from memory frames of the
-   group's other clips (as in a story's later shots).
+1. base: the I2V network trained from scratch on single toy clips. Half have their first frame
+   given (I2V), half not (T2V); 10% have an empty caption (for guidance). T2V captions spell the
+   look out ("Pip, a red striped circle, walks in the forest."); I2V captions mostly (90%) name
+   the character only ("Pip walks in the forest."), so the base model learns to carry a look over
+   from a given frame, as Wan's I2V does. With `p_memory` > 0 (default 0), that share of base
+   steps are memory examples instead (`memory_example`).
+2. memory (`train_memory`): the base continued on memory examples (p_memory 0.8: the look must
+   come from 1-3 frames of the same look in other scenes) in six warm restarts of 2000 steps. This
+   is what makes the shape carry from memory (12000 steps: shape from another scene 0.60 against
+   0.40, single-story identity +42 to +47 points over independent shots on two seeds; the
+   experiments are in docs/notes/toy-experiments.md).
+3. lora: the M2V LoRA, `storymem.train` on grouped clips (a group is one look under one random
+   name, its captions mostly naming the character only). The shipped toy has none: on the
+   memory-trained base it lowered identity.
 
-Between them, the optional memory stage (`train_memory`) continues the base on memory examples
-(p_memory 0.8) in warm restarts: the 12000 steps measured above. (With one-frame shots in its
-memory examples, `memory_shot_frames` 1, it takes 60 min instead of 84, but the shape from
-memory stayed at chance.)
-
-`scripts/train_toy_model.py` runs stages 1 and 2 by default and writes `models/toy_weights/`;
-`--init DIR` starts the first stage run from weights already made instead of random ones.
+`scripts/train_toy_model.py` runs base and memory by default (the shipped weights' recipe); both
+resume after an interruption (a checkpoint every `checkpoint_every` base steps, and each memory
+cycle). `--init DIR` starts the first stage run from weights already made instead of random ones.
 """
 
 from __future__ import annotations
@@ -66,7 +60,7 @@ class RecipeConfig:
     p_look_caption: float = 0.1  # share of M2V captions that still spell the look out
     p_look_given: float = 0.1  # share of base I2V captions (first frame given) that spell the look out
     p_memory: float = 0.0  # share of base steps whose batch reads its look from memory frames (M2V)
-    mixed_precision: str = "bf16"  # no | bf16: autocast for both stages (weights stay fp32)
+    mixed_precision: str = "no"  # no | bf16: autocast for every stage (weights stay fp32; bf16 is for GPUs)
     clip_format: str = "mp4"  # mp4 (lossless H.264) | tif (multi-page, for machines without ffmpeg)
     init: str = ""  # a weights folder the first stage run continues from ("": random weights)
     memory_cycles: int = 6  # memory stage: base training on memory examples, in warm restarts
@@ -74,6 +68,7 @@ class RecipeConfig:
     memory_lr: float = 5e-4
     memory_p: float = 0.8  # share of memory-stage steps that are memory examples
     memory_shot_frames: int = 0  # frames of a memory example's shot (0: the preset's; 1: one random frame)
+    checkpoint_every: int = 500  # base steps between checkpoints (an interrupted stage resumes from the last)
     seed: int = 0
 
 
@@ -181,7 +176,20 @@ def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) ->
     generator = torch.Generator().manual_seed(config.seed)
     frames, shift = pipe.preset.num_frames, pipe.preset.m2v.shift
     losses = []
-    bar = tqdm(range(config.base_steps), desc="base model", disable=not progress)
+    checkpoint = work / CHECKPOINT
+    settings = {"start": weights_fingerprint(model)} | train_base_settings(config)
+    state = _read_checkpoint(checkpoint, settings)
+    if state is not None:  # an interrupted run of the same settings from the same weights
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        generator.set_state(state["generator"])
+        losses = list(state["losses"])
+    first = len(losses)
+    bar = tqdm(range(first, config.base_steps), desc="base model", initial=first, total=config.base_steps,
+               disable=not progress)  # fmt: skip
     for step in bar:
         # (no draw at all when p_memory is 0, so the shipped recipe's examples stay as they were)
         num_memory = int(rng.integers(1, 4)) if config.p_memory > 0 and rng.random() < config.p_memory else 0
@@ -206,12 +214,51 @@ def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) ->
         losses.append(loss.item())
         if step % 50 == 49:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.base_steps:
+            _write_checkpoint(checkpoint, settings, model, ema, optimizer, scheduler, rng, generator, losses)
     model.load_state_dict(ema.module.state_dict())
     model.eval().requires_grad_(False)
     pipe.to("cpu")
     work.mkdir(parents=True, exist_ok=True)
     write_json(work / "base_losses.json", losses)
+    checkpoint.unlink(missing_ok=True)
     return losses
+
+
+CHECKPOINT = "base-checkpoint.pt"
+
+
+def train_base_settings(config: RecipeConfig) -> dict:
+    return {k: v for k, v in asdict(config).items() if k in TRAIN_BASE_SETTINGS}
+
+
+def _write_checkpoint(path: Path, settings, model, ema, optimizer, scheduler, rng, generator, losses) -> None:
+    """Everything the next step depends on, so a resumed base stage equals an uninterrupted one."""
+    state = {
+        "settings": json.dumps(settings, sort_keys=True),
+        "model": model.state_dict(),
+        "ema": ema.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng.bit_generator.state,
+        "generator": generator.get_state(),
+        "losses": losses,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a crash leaves the last whole checkpoint
+
+
+def _read_checkpoint(path: Path, settings: dict) -> dict | None:
+    """The saved state of an interrupted run with these settings, or None (none, or other)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged checkpoint: start the stage again
+        return None
+    return state if state.get("settings") == json.dumps(settings, sort_keys=True) else None
 
 
 def write_groups(folder: Path, config: RecipeConfig, frames: int) -> Path:
@@ -297,7 +344,7 @@ def train_memory(pipe, config: RecipeConfig, work: Path, progress: bool = True) 
         cycle_config = memory_cycle_config(config, cycle)
         folder = work / "memory" / f"cycle-{cycle}"
         settings = {"start": weights_fingerprint(pipe.transformer)}
-        settings |= {k: v for k, v in asdict(cycle_config).items() if k in TRAIN_BASE_SETTINGS}
+        settings |= train_base_settings(cycle_config)
         fix = f"delete {folder} to train this cycle again"
         if (folder / "settings.json").is_file() and read_json(
             folder / "settings.json", "cycle's settings", fix
