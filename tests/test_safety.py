@@ -9,6 +9,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import REPO
@@ -344,3 +345,22 @@ def test_weight_fingerprints_ignore_the_path_and_see_a_changed_header(tmp_path):
     assert fingerprint(a) != fingerprint(c)  # the same names, shapes and size: other values
     (b / "lora" / "extra.json").write_text("{}")
     assert fingerprint(a) != fingerprint(b)
+
+
+def test_torch_weight_files_cut_short_are_one_line_with_where_to_fetch_them(tmp_path):
+    """The evaluation's .pth files (the LAION aesthetic head, the ViCLIP checkpoint) too."""
+    from storymem.eval import ViClip, load_viclip
+    from storymem.scoring.quality import load_aesthetic_head
+    from test_viclip import SMALL as VICLIP_SMALL
+
+    head = tmp_path / "sa_0_4_vit_l_14_linear.pth"
+    torch.save(torch.nn.Linear(16, 1).state_dict(), head)
+    viclip = tmp_path / "ViClip-InternVid-10M-FLT.pth"
+    torch.save({"model": ViClip(VICLIP_SMALL).state_dict()}, viclip)
+    for file, load, source in ((head, load_aesthetic_head, "aesthetic-predictor"), (viclip, load_viclip, "OpenGVLab/ViCLIP")):
+        cut(file)
+        with pytest.raises(InputError) as info:
+            load(file)
+        message = str(info.value)
+        assert message.startswith(f"{file}: cannot read it as") and "fetch it again with: download it from" in message
+        assert source in message and "\n" not in message
