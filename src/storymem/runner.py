@@ -88,18 +88,23 @@ class StoryResult:
 
 
 class StoryRunner:
-    def __init__(self, pipe, embedder=None, quality=None, keyframe_clip=None, release_t2v=True, on_step=None):
+    def __init__(
+        self, pipe, embedder=None, quality=None, keyframe_clip=None, release_t2v=True, on_step=None, named_clip=True
+    ):
         """embedder: image embedder for keyframe selection (else built from `keyframe_clip` or
         the preset's); quality: a quality scorer or None (no filter). Both are loaded once per
         runner. release_t2v: free the T2V experts once the story needs them no more (a bench,
         whose next story starts with a T2V shot again, keeps them). on_step: each shot's
-        `callback_on_step_end` (diffusers' convention; the web app's progress bar)."""
+        `callback_on_step_end` (diffusers' convention; the web app's progress bar). named_clip:
+        the keyframe CLIP is the one `keyframe_clip` names (its files are recorded), not one
+        handed in."""
         self.pipe = pipe
         self.embedder = embedder
         self.quality = quality
         self.keyframe_clip = keyframe_clip
         self.release_t2v = release_t2v
         self.on_step = on_step
+        self.named_clip = named_clip
         self._embeddings: dict[str, torch.Tensor] = {}  # keyframe file -> embedding
         self._tags: dict[str, frozenset[str]] = {}  # shot name -> the characters it names
 
@@ -119,7 +124,7 @@ class StoryRunner:
         progress: bool = True,
     ) -> StoryResult:
         start = time.perf_counter()
-        weights = weights_record(self.pipe, settings)
+        weights = weights_record(self.pipe, settings, named_clip=self.named_clip)
         run = RunDirectory(out_dir)
         saved = run.prepare(resume, overwrite)  # locks the folder until the run ends
         with run:
@@ -389,12 +394,13 @@ WEIGHT_OPTIONS = {
 WEIGHT_PATHS = ("lora", "preview", "keyframe_clip")
 
 
-def weights_record(pipe, settings: RunSettings) -> dict[str, str | None]:
+def weights_record(pipe, settings: RunSettings, named_clip: bool = True) -> dict[str, str | None]:
     """A cheap fingerprint of every weight file the run uses (config files, sizes, safetensors
-    headers: `weights.fingerprint`), by kind."""
+    headers: `weights.fingerprint`), by kind. named_clip: the keyframe CLIP is loaded by its name
+    (not an embedder handed in), so its folder is fingerprinted too."""
     record = {kind: fingerprint_all(pipe.sources.get(kind, [])) for kind in ("model", "t2v", "lora", "preview")}
     clip = settings.keyframe_clip or pipe.preset.keyframe_embedder
-    if settings.method == "storymem" and clip != "tiny":
+    if settings.method == "storymem" and clip != "tiny" and named_clip:
         from .scoring.clip import CLIP_B32, locate_clip
 
         record["keyframe_clip"] = fingerprint_all([locate_clip(clip, CLIP_B32)])
@@ -434,6 +440,7 @@ def generate_story(
     (diffusers' convention, see `StoryMemPipeline.generate_shot`).
     """
     run_settings = resolve_settings(pipe, story, settings or RunSettings())
+    named_clip = embedder is None
     if run_settings.method == "storymem":  # loaded (and checked) before the run folder is touched
         from .scoring import make_quality_scorer
 
@@ -446,7 +453,7 @@ def generate_story(
             embedder = load_keyframe_embedder(name, pipe._execution_device)
     runner = StoryRunner(
         pipe, embedder=embedder, quality=scorer, keyframe_clip=run_settings.keyframe_clip, release_t2v=release_t2v,
-        on_step=callback_on_step_end,
+        on_step=callback_on_step_end, named_clip=named_clip,
     )  # fmt: skip
     try:
         return runner.run(story, out_dir, run_settings, resume=resume, overwrite=overwrite, progress=progress)
