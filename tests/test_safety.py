@@ -210,7 +210,17 @@ def test_clip_folders_without_or_with_a_wrong_config_are_one_line(folders, tmp_p
     (missing / "config.json").unlink()
     shutil.copytree(folders.root / "clip", foreign)
     (foreign / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    for folder, message in ((missing, "config.json: missing or unreadable"), (foreign, "holds a bert model, not CLIP")):
+    other = tmp_path / "other-shapes"  # a CLIP config that does not match its weights
+    shutil.copytree(folders.root / "clip", other)
+    config = json.loads((other / "config.json").read_text())
+    config["hidden_size"] = 48
+    (other / "config.json").write_text(json.dumps(config))
+    cases = (
+        (missing, "config.json: missing or unreadable"),
+        (foreign, "holds a bert model, not CLIP"),
+        (other, "cannot load it as CLIP (its weights have other shapes than its config.json says)"),
+    )
+    for folder, message in cases:
         code, _, err = cli("generate", story, "--out", tmp_path / "run", *TINY, "--keyframe-clip", folder)
         assert code == 1 and len(err.strip().splitlines()) == 1 and message in err, err
         assert "fetch" in err and not (tmp_path / "run").exists()
@@ -357,7 +367,10 @@ def test_torch_weight_files_cut_short_are_one_line_with_where_to_fetch_them(tmp_
     torch.save(torch.nn.Linear(16, 1).state_dict(), head)
     viclip = tmp_path / "ViClip-InternVid-10M-FLT.pth"
     torch.save({"model": ViClip(VICLIP_SMALL).state_dict()}, viclip)
-    for file, load, source in ((head, load_aesthetic_head, "aesthetic-predictor"), (viclip, load_viclip, "OpenGVLab/ViCLIP")):
+    for file, load, source in (
+        (head, load_aesthetic_head, "aesthetic-predictor"),
+        (viclip, load_viclip, "OpenGVLab/ViCLIP"),
+    ):
         cut(file)
         with pytest.raises(InputError) as info:
             load(file)

@@ -64,13 +64,24 @@ def locate_clip(source: str, repo: str) -> Path:
 def load_clip(cls, folder: Path, repo: str, **kwargs):
     """`cls.from_pretrained(folder)`, with one line naming the folder if it cannot be loaded (no
     weights, other shapes than its config says)."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity(hf_logging.CRITICAL)  # its loading bar and mismatch report: our line says it
+    hf_logging.disable_progress_bar()
     try:
         return cls.from_pretrained(str(folder), **kwargs)
     except Exception as e:
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        if "mismatched" in first:  # transformers points at a report we silenced
+            first = "its weights have other shapes than its config.json says"
         raise WeightsNotFoundError(
             f"{folder}: cannot load it as CLIP ({first}); fetch it again with: {clip_fetch(folder, repo)}"
         ) from None
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 class ClipImageEmbedder:
