@@ -22,7 +22,7 @@ LAYERS = [
         ["pipelines", "acceleration", "build", "distributed", "distributed.context_parallel", "distributed.lockstep"],
     ),
     ("runs", ["runner", "batch", "rundir", "storyboard"]),
-    ("workflows", ["eval", "train", "toyworld", "distributed.workers"]),
+    ("workflows", ["eval", "train", "toyworld", "write", "distributed.workers"]),
     ("faces", ["cli", "cli_options", "app"]),
 ]
 

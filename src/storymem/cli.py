@@ -507,6 +507,55 @@ def toy_stories(
 
 
 @app.command()
+def write(
+    idea: Annotated[str, typer.Argument(help="What the story is about, in a sentence or two.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The story script to write (.json).")],
+    shots: Annotated[int, typer.Option(help="Shots in all.")] = 6,
+    scenes: Annotated[int, typer.Option(help="Scenes (the shots are spread evenly over them).")] = 2,
+    characters: Annotated[
+        str | None, typer.Option(help='Names of the characters, comma-separated ("Tam, Ole"); else invented.')
+    ] = None,
+    invent: Annotated[int, typer.Option(help="How many characters to invent when --characters is not given.")] = 1,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            help="The language model: a folder or hub id (run here), an OpenAI-compatible server "
+            "(http://localhost:11434/v1; key from STORYMEM_LLM_API_KEY or OPENAI_API_KEY), or tiny (tests). "
+            "Default: Qwen/Qwen2.5-0.5B-Instruct."
+        ),
+    ] = None,
+    llm_model: Annotated[str | None, typer.Option(help="The model's name on a server (default: its first).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds a server may take to answer.")] = 300.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Write a story script from an idea with a language model; always a valid story."""
+    from .files import write_json
+    from .write import DEFAULT_LLM, write_story
+
+    if out.suffix.lower() != ".json":
+        raise InputError(f"--out must name a .json file, got {out}")
+    if out.exists() and not overwrite:
+        raise InputError(f"--out {out}: exists; nothing was written (choose another name, or --overwrite)")
+    if shots < 1 or scenes < 1 or invent < 1:
+        raise InputError("--shots, --scenes and --invent must be at least 1")
+    names = [n.strip() for n in characters.split(",")] if characters else []
+    if characters is not None and not all(names):
+        raise InputError(f"--characters: an empty name in {characters!r}; give names separated by commas")
+    device = _device() if llm and not llm.startswith(("http://", "https://")) else "cpu"
+    story = write_story(
+        idea, shots, scenes, names, llm or DEFAULT_LLM, seed, llm_model, device, count=invent, timeout=timeout
+    )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, story)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot write it ({e.strerror})") from None
+    total = sum(len(s["video_prompts"]) for s in story["scenes"])
+    print(f"wrote {out}: {len(story['scenes'])} scenes, {total} shots, {len(story['characters'])} characters")
+
+
+@app.command()
 def presets() -> None:
     """List the model presets."""
     from .models.presets import PRESETS

@@ -191,7 +191,7 @@ class StoryRunner:
         bar = tqdm(total=len(shots), initial=len(shots) - len(todo), desc="shots", unit="shot", disable=not progress)
         embeds = self._encode_prompts(todo, settings) if todo else {}
         ours = settings.method == "storymem"
-        self._tags = {s.name: named_characters(s.prompt, story.characters) for s in shots}
+        self._tags = {s.name: named_characters(s.prompt, story.character_names) for s in shots}
         # The chain baseline runs the plain experts: the LoRA is switched off once for the run.
         with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
             for shot in todo:

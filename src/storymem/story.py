@@ -48,6 +48,15 @@ class Scene(BaseModel):
     cut: list[Cut]
 
 
+class Character(BaseModel):
+    """A character of the story with its look in words (what `storymem write` gives each)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    look: str = ""
+
+
 class Story(BaseModel):
     """A validated story. Build it with `load_story` (file) or `parse_story` (dict)."""
 
@@ -57,9 +66,13 @@ class Story(BaseModel):
     story_overview: str = ""
     scenes: list[Scene] = Field(min_length=1)
     references: list[str] = []
-    # Names of the story's characters (ours, optional): a shot shows those its prompt names,
-    # which the entity-aware memory policy uses.
-    characters: list[str] = []
+    # The story's characters (ours, optional): names, or {"name", "look"} objects. A shot shows
+    # those its prompt names, which the entity-aware memory policy uses.
+    characters: list[str | Character] = []
+
+    @property
+    def character_names(self) -> list[str]:
+        return [c if isinstance(c, str) else c.name for c in self.characters]
 
     @property
     def shots(self) -> list[Shot]:
@@ -115,11 +128,17 @@ def _where(loc: tuple) -> str:
 
 
 def _first_problem(error: ValidationError) -> tuple[str, str]:
-    err = error.errors()[0]
-    loc = tuple(err["loc"])
+    errors = error.errors()
+    err = errors[0]
+    if err["loc"][:1] == ("characters",) and len(err["loc"]) > 2:  # a name or an object: say which went wrong
+        given_object = isinstance(err.get("input"), dict) or err["loc"][2] == "Character"
+        err = next((e for e in errors if (e["loc"][2:3] == ("Character",)) == given_object), err)
+        if not given_object and err["type"] == "string_type":
+            return _where(err["loc"][:2]), 'must be a name or an object {"name": ..., "look": ...}'
+    loc = tuple(part for part in err["loc"] if part not in ("str", "Character"))
     kind = err["type"]
     if kind == "extra_forbidden":
-        model = Scene if "scenes" in loc[:-1] else Story
+        model = Scene if "scenes" in loc[:-1] else Character if loc[:1] == ("characters",) else Story
         allowed = ", ".join(model.model_fields)
         return _where(loc), f"unknown field (allowed: {allowed})"
     return _where(loc), _TYPE_PROBLEMS.get(kind, err["msg"])
@@ -148,12 +167,13 @@ def _check_semantics(story: Story) -> tuple[str, str] | None:
         for i, prompt in enumerate(scene.video_prompts):
             if not visible(prompt):
                 return f"{at}.video_prompts[{i}]", "must not be empty (it has no visible characters)"
-    names = [normalise_name(c) for c in story.characters]
+    names = [normalise_name(c) for c in story.character_names]
     for i, name in enumerate(names):
+        where = f"characters[{i}]" if isinstance(story.characters[i], str) else f"characters[{i}].name"
         if not name or not visible(name):
-            return f"characters[{i}]", "must not be empty"
+            return where, "must not be empty"
         if name in names[:i]:
-            return f"characters[{i}]", f"{story.characters[i]!r} is listed twice"
+            return where, f"{story.character_names[i]!r} is listed twice"
     if not story.scenes[0].cut[0]:
         return (
             "scenes[0].cut[0]",
