@@ -228,6 +228,37 @@ def test_load_run_watch_and_edit(app, tmp_path):
     assert list_runs(runs) == ["tam"]
 
 
+def scene_cells(driver) -> list[str]:
+    """The scene column of the shots table, as shown."""
+    return [line.strip() for line in text_of(driver, "shots-table").splitlines() if line.strip() in ("1", "2", "3")]
+
+
+def test_write_a_story_from_an_idea_into_the_editor(app, tmp_path):
+    """The Story tab's "Write from an idea": the tiny language model's story fills the table and
+    the characters, editable before it runs; a bad idea is the CLI's line in the page."""
+    url, _ = app
+    with browser(tmp_path, "write") as driver:
+        driver.get(url)
+        wait_for(driver, lambda d: css(d, "#idea textarea, #idea input"), "the page")
+        idea = field(driver, "idea")
+        idea.send_keys("a fox and a crow")
+        field(driver, "idea-characters").send_keys("Tam, Ole")
+        shots = field(driver, "idea-shots")
+        clear(shots)
+        shots.send_keys("3")
+        llm = field(driver, "idea-llm")
+        clear(llm)
+        llm.send_keys("tiny")
+        click(driver, "write-story")
+        wait_for(driver, lambda d: field(d, "characters").get_attribute("value").startswith("Tam: "), "the characters")
+        assert field(driver, "characters").get_attribute("value").splitlines()[1].startswith("Ole: ")
+        wait_for(driver, lambda d: scene_cells(d) == ["1", "1", "2"], "three shots in two scenes in the table")
+        clear(field(driver, "idea"))
+        click(driver, "write-story")
+        wait_for(driver, lambda d: "IDEA must not be empty" in text_of(d, "idea-error"), "the refusal")
+        assert scene_cells(driver) == ["1", "1", "2"]  # the written story stays
+
+
 def test_reopen_an_interrupted_run_resume_it_and_close_the_tab(app, tmp_path):
     url, runs = app
     out = runs / "killed"

@@ -28,7 +28,25 @@ def _as_bool(value) -> bool:
     return bool(value)
 
 
-def rows_to_data(rows: list[list], overview: str = "", name: str = "") -> dict:
+def characters_to_text(story: Story) -> str:
+    """One line per character: "Name: look" (or the name alone)."""
+    lines = []
+    for c in story.characters:
+        lines.append(c if isinstance(c, str) else (f"{c.name}: {c.look}" if c.look else c.name))
+    return "\n".join(lines)
+
+
+def text_to_characters(text: str) -> list:
+    """The characters field back to the story's list (names, or {"name", "look"} objects)."""
+    out = []
+    for line in (text or "").splitlines():
+        name, _, look = line.partition(":")
+        if name.strip():
+            out.append({"name": name.strip(), "look": look.strip()} if look.strip() else name.strip())
+    return out
+
+
+def rows_to_data(rows: list[list], overview: str = "", name: str = "", characters: str = "") -> dict:
     """Consecutive rows with the same scene number form one scene (story order is row order)."""
     scenes: list[dict] = []
     for scene, prompt, cut in rows:
@@ -42,6 +60,8 @@ def rows_to_data(rows: list[list], overview: str = "", name: str = "") -> dict:
         data["story_overview"] = overview.strip()
     if name.strip():
         data["story_name"] = name.strip()
+    if text_to_characters(characters):
+        data["characters"] = text_to_characters(characters)
     return data
 
 
@@ -58,11 +78,11 @@ def _row_of(where: str, data: dict) -> str:
     return f"shot {first + int(index)}, {column}"
 
 
-def check_rows(rows: list[list], overview: str = "") -> tuple[Story | None, str]:
+def check_rows(rows: list[list], overview: str = "", characters: str = "") -> tuple[Story | None, str]:
     """(the story, "") or (None, one line naming the shot and field)."""
     if not rows:
         return None, "the story has no shots; add one"
-    data = rows_to_data(rows, overview)
+    data = rows_to_data(rows, overview, characters=characters)
     try:
         return parse_story(data, file="story"), ""
     except StoryError as e:

@@ -17,7 +17,8 @@ from ..errors import StoryMemError
 from ..models.presets import PRESETS
 from ..options import MODE_CHOICES, PipelineOptions, RunSettings
 from ..story import load_story
-from .editor import COLUMNS, check_rows, rows_to_data, story_to_rows
+from ..write import DEFAULT_LLM
+from .editor import COLUMNS, characters_to_text, check_rows, rows_to_data, story_to_rows
 from .jobs import Generator, Job
 from .views import list_runs, run_view
 
@@ -34,7 +35,7 @@ CSS = """
 .sm-bar { margin: 4px 0; } .sm-bar span { font-size: 0.9em; }
 .sm-track { background: #e5e7eb; border-radius: 4px; height: 10px; }
 .sm-fill { background: #6366f1; border-radius: 4px; height: 10px; }
-#shot-error, #story-errors { color: #b91c1c; }
+#shot-error, #story-errors, #idea-error { color: #b91c1c; }
 """
 
 
@@ -52,28 +53,44 @@ def build_app(
 
     def load_example(name):
         if not name or name not in examples:
-            return gr.update(), gr.update(), gr.update(), "choose an example or an ST-Bench script first"
+            return gr.update(), gr.update(), gr.update(), gr.update(), "choose an example or an ST-Bench script first"
         return _load(examples[name])
 
     def load_upload(file):
         if file is None:
-            return gr.update(), gr.update(), gr.update(), ""
+            return gr.update(), gr.update(), gr.update(), gr.update(), ""
         return _load(Path(file))
 
     def _load(path: Path):
         try:
             story = load_story(path)
         except StoryMemError as e:
-            return gr.update(), gr.update(), gr.update(), str(e)
-        name = story.story_name or path.stem
-        return story_to_rows(story), story.story_overview or "", name, ""
+            return gr.update(), gr.update(), gr.update(), gr.update(), str(e)
+        return _shown(story, story.story_name or path.stem)
+
+    def _shown(story, name):
+        return story_to_rows(story), story.story_overview or "", name, characters_to_text(story), ""
+
+    def write_idea(idea, llm, shots, names):
+        """A story from an idea (`storymem write`), into the editor: editable before it runs."""
+        from ..story import parse_story
+        from ..write import write_story
+
+        cast = [n.strip() for n in (names or "").split(",") if n.strip()]
+        try:
+            count = int(shots or 6)
+            data = write_story(idea or "", shots=count, scenes=min(2, count), characters=cast, llm=llm or DEFAULT_LLM)
+            story = parse_story(data)
+        except StoryMemError as e:
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), f"error: {e}"
+        return (*_shown(story, story.story_name), "")
 
     def rows_of(table) -> list[list]:
         values = table.values.tolist() if hasattr(table, "values") else list(table or [])
         return [list(r) for r in values if any(str(v).strip() not in ("", "nan", "None") for v in r)]
 
-    def validate(table, overview):
-        return check_rows(rows_of(table), overview)[1]
+    def validate(table, overview, characters):
+        return check_rows(rows_of(table), overview, characters)[1]
 
     def pick_shot(table, number):
         rows = rows_of(table)
@@ -115,15 +132,15 @@ def build_app(
             return rows, i
         return rows, number
 
-    def save_story(table, overview, name):
-        data = rows_to_data(rows_of(table), overview, name or "")
+    def save_story(table, overview, name, characters):
+        data = rows_to_data(rows_of(table), overview, name or "", characters or "")
         folder = Path(tempfile.mkdtemp(prefix="storymem-story-"))
         path = folder / f"{(name or 'story').strip().replace('/', '_') or 'story'}.json"
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return str(path)
 
-    def start(table, overview, name, references, model, memory_mode, preview, seed, steps, run_name):
-        story, error = check_rows(rows_of(table), overview)
+    def start(table, overview, name, characters, references, model, memory_mode, preview, seed, steps, run_name):
+        story, error = check_rows(rows_of(table), overview, characters)
         if story is None:
             return gr.update(), f"error: {error}"
         run_name = (run_name or name or "story").strip()
@@ -231,8 +248,17 @@ def build_app(
                     load = gr.Button("Load", elem_id="load-example")
                     upload = gr.File(label="or upload a story (.json)", file_types=[".json"], elem_id="upload")
                 with gr.Row():
+                    idea = gr.Textbox(label="Write from an idea", elem_id="idea", scale=3)
+                    idea_characters = gr.Textbox(label="Character names (A, B)", elem_id="idea-characters")
+                    idea_shots = gr.Number(6, precision=0, minimum=1, label="Shots", elem_id="idea-shots", scale=0)
+                    idea_llm = gr.Textbox(DEFAULT_LLM, label="Language model (folder, hub id or http://.../v1)",
+                                          elem_id="idea-llm")  # fmt: skip
+                    write_button = gr.Button("Write", elem_id="write-story", scale=0)
+                idea_error = gr.Markdown(elem_id="idea-error")
+                with gr.Row():
                     name = gr.Textbox(label="Story name", elem_id="story-name")
                     overview = gr.Textbox(label="Overview", elem_id="overview")
+                    characters = gr.Textbox(label="Characters (one a line, Name: look)", lines=2, elem_id="characters")
                 table = gr.Dataframe(
                     headers=COLUMNS, datatype=["number", "str", "bool"], column_count=(3, "fixed"),
                     row_count=(1, "dynamic"), interactive=True, wrap=True, label="Shots (cut: a new camera set-up; "
@@ -296,17 +322,19 @@ def build_app(
                     left_video = gr.Video(label="Left")
                     right_video = gr.Video(label="Right")
 
-        load.click(load_example, example, [table, overview, name, story_errors])
-        upload.upload(load_upload, upload, [table, overview, name, story_errors])
-        table.change(validate, [table, overview], story_errors)
+        shown = [table, overview, name, characters, story_errors]
+        load.click(load_example, example, shown)
+        upload.upload(load_upload, upload, shown)
+        write_button.click(write_idea, [idea, idea_llm, idea_shots, idea_characters], [*shown, idea_error])
+        table.change(validate, [table, overview, characters], story_errors)
         number.change(pick_shot, [table, number], [prompt, cut, shot_error])
         apply.click(apply_shot, [table, overview, number, prompt, cut], [table, shot_error, story_errors])
         add.click(add_shot, [table, number], table)
         remove.click(remove_shot, [table, number], table)
         up.click(move_up, [table, number], [table, number])
-        save.click(save_story, [table, overview, name], saved)
+        save.click(save_story, [table, overview, name, characters], saved)
         start_button.click(
-            start, [table, overview, name, references, model, memory_mode, preview, seed, steps, run_name],
+            start, [table, overview, name, characters, references, model, memory_mode, preview, seed, steps, run_name],
             [current, message],
         )  # fmt: skip
         resume_button.click(resume, [current, model, memory_mode, preview], message)
