@@ -159,3 +159,14 @@ def test_the_command_writes_a_valid_story_and_refuses_bad_input(cli, tmp_path, s
         code, _, err = cli("write", "a fox", "--out", out, *extra)
         assert code == 1 and len(err.strip().splitlines()) == 1 and message in err, (extra, err)
         assert out.read_bytes() == before  # nothing written
+
+
+def test_the_bitmask_allows_exactly_its_tokens():
+    import torch
+
+    from storymem.write.local import allowed_tokens
+
+    mask = torch.tensor([(1 << 0) | (1 << 5), -(1 << 31)], dtype=torch.int32)  # tokens 0, 5 and 63 (sign bit)
+    allowed = allowed_tokens(mask, 70)  # wider than the bitmask: logits past the vocabulary
+    assert allowed.shape == (70,) and allowed.nonzero().flatten().tolist() == [0, 5, 63]
+    assert allowed_tokens(mask, 6).nonzero().flatten().tolist() == [0, 5]

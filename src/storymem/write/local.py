@@ -83,7 +83,7 @@ class SchemaProcessor:
         import llguidance.hf
         import llguidance.torch
 
-        self._lt = llguidance.torch
+        self._fill = llguidance.torch.fill_next_token_bitmask
         self.tokenizer = llguidance.hf.from_tokenizer(tokenizer)
         grammar = llguidance.LLMatcher.grammar_from_json_schema(
             json.dumps(schema), defaults={"whitespace_flexible": False}
@@ -99,14 +99,19 @@ class SchemaProcessor:
             self.prompt_length = input_ids.shape[1]
         elif not self.matcher.is_stopped():
             self.matcher.consume_token(int(input_ids[0, -1]))
-        self._lt.fill_next_token_bitmask(self.matcher, self.mask, 0)
-        width, covered = scores.shape[1], self.mask.shape[1] * 32  # the bitmask covers 32-token words
-        scores = scores.float()
-        if width < covered:
-            scores = torch.nn.functional.pad(scores, (0, covered - width), value=float("-inf"))
-        scores[:, covered:] = float("-inf")  # logits past the tokenizer's vocabulary: never
-        self._lt.apply_token_bitmask_inplace(scores[:, :covered], self.mask.to(scores.device))
-        return scores[:, :width]
+        self._fill(self.matcher, self.mask, 0)
+        allowed = allowed_tokens(self.mask[0], scores.shape[1]).to(scores.device)
+        return scores.float().masked_fill(~allowed, float("-inf"))
+
+
+def allowed_tokens(bitmask: torch.Tensor, width: int) -> torch.Tensor:
+    """llguidance's bitmask (int32 words, token i is bit i % 32 of word i // 32) as `width`
+    booleans; logits past the tokenizer's vocabulary are never allowed. Unpacked here rather than
+    with llguidance.torch.apply_token_bitmask_inplace, which runs through torch.compile (slow to
+    start on a CPU and broken by any change to dynamo's settings in the same process)."""
+    bits = (bitmask.unsqueeze(-1) >> torch.arange(32, dtype=bitmask.dtype)) & 1
+    allowed = bits.flatten().bool()[:width]
+    return torch.nn.functional.pad(allowed, (0, width - allowed.numel()), value=False)
 
 
 def generate_draft(model, tokenizer, messages: list[dict], schema: dict, seed: int, max_new_tokens: int = 4096) -> dict:
