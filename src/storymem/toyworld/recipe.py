@@ -153,7 +153,7 @@ def memory_batch(pipe, rng: np.random.Generator, size: int, frames: int, count: 
     return torch.cat([memory, video], dim=2), condition, pipe.encode_prompts(captions)
 
 
-def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) -> list[float]:
+def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True, label: str = "base model") -> list[float]:
     """Trains pipe.transformer from its current weights (random, or `init`'s), on a CUDA GPU when
     there is one; leaves the EMA weights in it, on the CPU. Clips, noise and noise levels are drawn on the CPU, so a GPU
     sees the same examples as a CPU."""
@@ -188,7 +188,7 @@ def train_base(pipe, config: RecipeConfig, work: Path, progress: bool = True) ->
         generator.set_state(state["generator"])
         losses = list(state["losses"])
     first = len(losses)
-    bar = tqdm(range(first, config.base_steps), desc="base model", initial=first, total=config.base_steps,
+    bar = tqdm(range(first, config.base_steps), desc=label, initial=first, total=config.base_steps,
                disable=not progress)  # fmt: skip
     for step in bar:
         # (no draw at all when p_memory is 0, so the shipped recipe's examples stay as they were)
@@ -353,7 +353,7 @@ def train_memory(pipe, config: RecipeConfig, work: Path, progress: bool = True) 
             pipe.transformer.load_state_dict(state)
             losses += read_json(folder / "base_losses.json", "cycle's loss history", fix)
             continue
-        losses += train_base(pipe, cycle_config, folder, progress)
+        losses += train_base(pipe, cycle_config, folder, progress, f"memory cycle {cycle + 1}/{config.memory_cycles}")
         save_base(pipe, folder)
         write_json(folder / "settings.json", settings)  # last: a cycle without it is trained again
     return losses
