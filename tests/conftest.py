@@ -66,7 +66,16 @@ def cli(capsys, monkeypatch):
     return invoke
 
 
-RUN_ARGUMENTS = ("resume", "overwrite", "embedder", "scorer", "aesthetic_head", "progress", "release_t2v")
+RUN_ARGUMENTS = (
+    "resume",
+    "overwrite",
+    "embedder",
+    "scorer",
+    "aesthetic_head",
+    "progress",
+    "release_t2v",
+    "callback_on_step_end",
+)
 
 
 def run_story(pipe, story, out, **kw):

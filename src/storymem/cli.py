@@ -133,7 +133,7 @@ def generate(
         return
 
     story_path = story_paths[0]
-    story = load_story(story_path)
+    story = load_story(story_path, check_images=not resume)  # a resume uses the run folder's copies
     pipe = build()
     pipe.set_progress_bar_config(leave=False, desc="steps")
     with lead_or_follow(pipe, launched()) as leading:
@@ -483,6 +483,13 @@ def toy_stories(
         int, typer.Option(help="Characters per story (2 or more: each introduced in its own shot).")
     ] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace story files of the same names that differ.")] = False,
+    references: Annotated[
+        bool,
+        typer.Option(
+            help="A cast: each character gets a reference image (refs/), and no prompt says its look "
+            "(run with --memory-policy entity)."
+        ),
+    ] = False,
 ) -> None:
     """Write toy-world stories (ST-Bench format) for the built-in `toy` model and its benchmark."""
     from .toyworld import write_stories
@@ -499,10 +506,12 @@ def toy_stories(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"--out {out}: cannot create the folder ({e.strerror})") from None
-    written = write_stories(out, count, shots, seed, characters, overwrite=overwrite)
+    written = write_stories(out, count, shots, seed, characters, overwrite=overwrite, references=references)
     kept = f" ({count - written} were there already)" if written < count else ""
+    policy = " --memory-policy entity" if references or characters > 1 else ""
     print(
-        f"wrote {written} toy stories to {out}{kept}; run them with: storymem bench {out} --model toy --out toy-bench"
+        f"wrote {written} toy stories to {out}{kept}; run them with: "
+        f"storymem bench {out} --model toy --out toy-bench{policy}"
     )
 
 

@@ -29,7 +29,7 @@ from .conditioning import ShotMode
 from .errors import InputError, StoryMemError
 from .files import write_json
 from .memory import Keyframe, MemoryBank, select_keyframes
-from .memory.entity import entity_memory, named_characters
+from .memory.entity import cast_memory, entity_memory, named_characters
 from .options import CONTINUATION_FRAMES, RunSettings
 from .rundir import RunDirectory
 from .story import Shot, Story
@@ -107,6 +107,7 @@ class StoryRunner:
         self.named_clip = named_clip
         self._embeddings: dict[str, torch.Tensor] = {}  # keyframe file -> embedding
         self._tags: dict[str, frozenset[str]] = {}  # shot name -> the characters it names
+        self._cast: dict[str, list[str]] = {}  # character -> its own references (files in the run folder)
 
     def _embed(self, images) -> torch.Tensor:
         if self.embedder is None:
@@ -141,6 +142,20 @@ class StoryRunner:
             target = run.memory / f"ref_{i:02d}.png"
             load_image(ref).save(target)
             bank.add(Keyframe(run.relative(target), "ref", i))
+        # A cast: each character's own references, copied so that a resume never needs the
+        # originals. Entity memory gives a shot those of the characters it names; the official
+        # policy cannot tell who is who, so they join the global references.
+        cast = {}
+        for c, (name, refs) in enumerate(story.cast.items()):
+            cast[name] = []
+            for j, ref in enumerate(refs):
+                target = run.memory / f"cast_{c:02d}_{j:02d}.png"
+                load_image(ref).save(target)
+                cast[name].append(run.relative(target))
+        if settings.memory_policy != "entity":
+            files = [f for files in cast.values() for f in files]
+            bank.extend(Keyframe(f, "ref", len(settings.references) + i) for i, f in enumerate(files))
+            cast = {}
         state = {
             "version": STATE_VERSION,
             "settings": settings.record(),
@@ -149,6 +164,7 @@ class StoryRunner:
             "memory": bank.state(),
             "finished": False,
             "weights": weights,
+            "cast": cast,
         }
         write_json(run.state_file, state)
         return state, bank
@@ -192,6 +208,7 @@ class StoryRunner:
         embeds = self._encode_prompts(todo, settings) if todo else {}
         ours = settings.method == "storymem"
         self._tags = {s.name: named_characters(s.prompt, story.character_names) for s in shots}
+        self._cast = state.get("cast", {})
         # The chain baseline runs the plain experts: the LoRA is switched off once for the run.
         with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
             for shot in todo:
@@ -272,7 +289,10 @@ class StoryRunner:
             frame.save(run.tail_frame(shot.name, i))
 
         t1 = time.perf_counter()
-        keyframes = self._select(run, shot, frames, memory) if ours else []
+        # A cast's references show the character, not the place: a frame like them is still kept.
+        cast_files = {f for files in self._cast.values() for f in files}
+        compared = [k for k in memory if k.file not in cast_files]
+        keyframes = self._select(run, shot, frames, compared) if ours else []
         bank.extend(keyframes)
         select_s = time.perf_counter() - t1
         mode = output.mode.value
@@ -291,7 +311,9 @@ class StoryRunner:
 
     def _memory_for(self, shot: Shot, bank: MemoryBank, settings: RunSettings) -> list[Keyframe]:
         if settings.memory_policy == "entity":
-            return entity_memory(bank, self._tags[shot.name], self._tags)
+            wanted = self._tags[shot.name]
+            references = cast_memory(self._cast, wanted)
+            return references + entity_memory(bank, wanted, self._tags, budget=bank.max_memory - len(references))
         return bank.keyframes
 
     def _select(
@@ -333,10 +355,11 @@ class StoryRunner:
         render_storyboard(rows, run.storyboard)
 
 
-def resolve_settings(pipe, story: Story, settings: RunSettings) -> RunSettings:
+def resolve_settings(pipe, story: Story, settings: RunSettings, check_images: bool = True) -> RunSettings:
     """The run's full settings (what state.json records): those left None filled in from the
     pipeline (model, lora, variant, preview, sigma grid), the preset (max_memory, quality) and
-    the story (story_sha, references), then checked against the pipeline and the story."""
+    the story (story_sha, references), then checked against the pipeline and the story.
+    check_images=False skips reading the reference images (a resume uses the run's copies)."""
     preset, options = pipe.preset, pipe.options
     loaded_preview = str(pipe.preview.folder) if pipe.preview is not None else None
     if settings.preview is not None and settings.preview != loaded_preview:
@@ -358,15 +381,42 @@ def resolve_settings(pipe, story: Story, settings: RunSettings) -> RunSettings:
         preview=loaded_preview,
         sigma_grid=settings.sigma_grid or options.sigma_grid,
     )
-    check_run_settings(pipe, resolved)
+    check_run_settings(pipe, resolved, check_images)
     if resolved.memory_policy == "entity" and not story.characters:
         raise InputError(
             'the entity memory policy needs the story\'s characters: add "characters": ["Name", ...] to the script'
         )
+    check_cast(story, resolved, check_images)
     return resolved
 
 
-def check_run_settings(pipe, s: RunSettings) -> None:
+def check_cast(story: Story, settings: RunSettings, check_images: bool = True) -> None:
+    """Every character reference can be read, and no shot's characters bring more references
+    than its memory holds (checked before the run folder is touched)."""
+    cast = story.cast
+    for refs in cast.values() if check_images else ():
+        for ref in refs:
+            load_image(ref)
+    if settings.memory_policy != "entity":
+        total = len(settings.references) + sum(map(len, cast.values()))
+        if cast and total > settings.max_memory:
+            raise InputError(
+                f"the story's {total} reference images (its own and its characters') exceed max_memory "
+                f"{settings.max_memory}; give fewer, or use --memory-policy entity (each shot then gets only "
+                "its characters' references)"
+            )
+        return
+    for shot in story.shots:
+        wanted = named_characters(shot.prompt, story.character_names)
+        count = sum(len(refs) for name, refs in cast.items() if name in wanted)
+        if count > settings.max_memory:
+            raise InputError(
+                f"shot {shot.name} names characters with {count} reference images in all, more than max_memory "
+                f"{settings.max_memory}; give them fewer, or raise --max-memory"
+            )
+
+
+def check_run_settings(pipe, s: RunSettings, check_images: bool = True) -> None:
     """What the settings ask of this pipeline, checked before the run folder is created, cleared
     or resumed (each field was checked on its own when the settings were made)."""
     preset = pipe.preset
@@ -377,7 +427,7 @@ def check_run_settings(pipe, s: RunSettings) -> None:
         raise InputError(f"a continuation shot keeps {given} given frame(s); frames must be larger, got {frames}")
     if s.variant == "mm2v" and frames - CONTINUATION_FRAMES["mm2v"] < TAIL:
         raise InputError(f"mm2v continuations need more than {2 * TAIL - 1} frames per shot (e.g. 13), got {frames}")
-    for ref in s.references:
+    for ref in s.references if check_images else ():
         load_image(ref)  # one line naming a missing or unreadable image
 
 
@@ -439,7 +489,9 @@ def generate_story(
     see `StoryRunner`. callback_on_step_end: called after each denoising step of each shot
     (diffusers' convention, see `StoryMemPipeline.generate_shot`).
     """
-    run_settings = resolve_settings(pipe, story, settings or RunSettings())
+    # A resume reads the references from the run folder, so the originals may be gone.
+    resuming = resume and RunDirectory(out_dir).state_file.is_file()
+    run_settings = resolve_settings(pipe, story, settings or RunSettings(), check_images=not resuming)
     named_clip = embedder is None
     if run_settings.method == "storymem":  # loaded (and checked) before the run folder is touched
         from .scoring import make_quality_scorer

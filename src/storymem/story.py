@@ -3,7 +3,8 @@
     {"story_name": str, "story_overview": str,
      "scenes": [{"scene_num": int, "video_prompts": [str], "first_frame_prompt": [str],
                  "cut": [bool]}],
-     "references": [str]}          # ours, optional: image paths relative to the script (MR2V)
+     "references": [str],          # ours, optional: image paths relative to the script (MR2V)
+     "characters": [str | {"name": str, "look": str, "references": [str]}]}   # ours, optional
 
 Every problem is reported as one `StoryError(file, where, problem)`, where `where` is a JSON path
 such as ``scenes[1].cut[0]``.
@@ -49,12 +50,15 @@ class Scene(BaseModel):
 
 
 class Character(BaseModel):
-    """A character of the story with its look in words (what `storymem write` gives each)."""
+    """A character of the story: its look in words (what `storymem write` gives each) and its
+    own reference images (paths relative to the script): with the entity memory policy, a shot
+    that names the character is conditioned on them (a cast)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str
     look: str = ""
+    references: list[str] = []
 
 
 class Story(BaseModel):
@@ -75,6 +79,15 @@ class Story(BaseModel):
         return [c if isinstance(c, str) else c.name for c in self.characters]
 
     @property
+    def cast(self) -> dict[str, list[str]]:
+        """Normalised character name -> its own reference images, for those that have some."""
+        return {
+            normalise_name(c.name): list(c.references)
+            for c in self.characters
+            if isinstance(c, Character) and c.references
+        }
+
+    @property
     def shots(self) -> list[Shot]:
         """All shots in order; memory carries across scenes, so this is the generation order."""
         out: list[Shot] = []
@@ -88,6 +101,9 @@ class Story(BaseModel):
         shots = self.shots
         cuts = sum(s.cut for s in shots)
         refs = f", {len(self.references)} reference images" if self.references else ""
+        cast = self.cast
+        if cast:
+            refs += f", {sum(map(len, cast.values()))} character references ({len(cast)} characters)"
         return (
             f"{self.story_name or 'untitled'}: {len(self.scenes)} scenes, {len(shots)} shots, "
             f"{cuts} cuts, {len(shots) - cuts} continuations{refs}"
@@ -134,7 +150,7 @@ def _first_problem(error: ValidationError) -> tuple[str, str]:
         given_object = isinstance(err.get("input"), dict) or err["loc"][2] == "Character"
         err = next((e for e in errors if (e["loc"][2:3] == ("Character",)) == given_object), err)
         if not given_object and err["type"] == "string_type":
-            return _where(err["loc"][:2]), 'must be a name or an object {"name": ..., "look": ...}'
+            return _where(err["loc"][:2]), 'must be a name or an object {"name": ..., "look": ..., "references": [...]}'
     loc = tuple(part for part in err["loc"] if part not in ("str", "Character"))
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -220,8 +236,9 @@ class _DuplicateKey(ValueError):
     pass
 
 
-def parse_story(data: Any, file: str = "<story>", base_dir: Path | None = None) -> Story:
-    """Validate a decoded JSON object. Reference paths are resolved against `base_dir`."""
+def parse_story(data: Any, file: str = "<story>", base_dir: Path | None = None, check_images: bool = True) -> Story:
+    """Validate a decoded JSON object. Reference paths are resolved against `base_dir` and, with
+    check_images, must exist (a resume reads the run folder's copies instead)."""
     if not isinstance(data, dict):
         raise StoryError(file, "", "the top level must be a JSON object with a 'scenes' list")
     surrogate = _lone_surrogate(data)
@@ -234,19 +251,36 @@ def parse_story(data: Any, file: str = "<story>", base_dir: Path | None = None) 
     problem = _check_semantics(story)
     if problem:
         raise StoryError(file, *problem)
-    if story.references and base_dir is not None:
-        resolved = []
-        for i, ref in enumerate(story.references):
-            path = (base_dir / ref).resolve()
-            if not path.is_file():
-                raise StoryError(file, f"references[{i}]", f"image not found: {path}")
-            resolved.append(str(path))
-        story = story.model_copy(update={"references": resolved})
+    if base_dir is not None:
+        story = _resolve_references(story, file, Path(base_dir), check_images)
     return story
 
 
-def load_story(path: str | Path) -> Story:
-    """Read and validate a story script; raises `StoryError` with one clear sentence."""
+def _resolve_references(story: Story, file: str, base_dir: Path, check_images: bool) -> Story:
+    """Every reference image (the story's and each character's) as an absolute path, checked to
+    exist; one StoryError naming the first that does not."""
+
+    def resolve(paths: list[str], where: str) -> list[str]:
+        resolved = []
+        for i, ref in enumerate(paths):
+            path = (base_dir / ref).resolve()
+            if check_images and not path.is_file():
+                raise StoryError(file, f"{where}[{i}]", f"image not found: {path}")
+            resolved.append(str(path))
+        return resolved
+
+    characters = [
+        c.model_copy(update={"references": resolve(c.references, f"characters[{i}].references")})
+        if isinstance(c, Character) and c.references
+        else c
+        for i, c in enumerate(story.characters)
+    ]
+    return story.model_copy(update={"references": resolve(story.references, "references"), "characters": characters})
+
+
+def load_story(path: str | Path, check_images: bool = True) -> Story:
+    """Read and validate a story script; raises `StoryError` with one clear sentence.
+    check_images=False: reference images may be missing (a resume uses the run folder's copies)."""
     path = Path(path)
     file = str(path)
     try:
@@ -283,4 +317,4 @@ def load_story(path: str | Path) -> Story:
         raise StoryError(file, "", f"the key {str(e)!r} appears twice in one object; keep one") from None
     except RecursionError:
         raise StoryError(file, "", "nested too deeply to be a story script") from None
-    return parse_story(data, file=file, base_dir=path.parent)
+    return parse_story(data, file=file, base_dir=path.parent, check_images=check_images)

@@ -11,7 +11,12 @@ the world, not a character. The sink is filtered too because it fills with the f
 keyframes, which in a story of several characters are their introductions: kept whole, it hands
 every shot every character (on the toy world, "sink plus" chose the same memory as the official
 policy in every shot). A character with no keyframes yet gets only what is left, and a shot that
-names nobody gets the official memory (sink + window). Needs no retraining: the model sees the
+names nobody gets the official memory (sink + window).
+
+A cast (characters with their own reference images in the story) adds those images first: a
+shot gets the references of the characters it names, and only theirs, kept for the whole story
+like MR2V references, then the keyframes above within what is left of the budget. A character's
+first shot is then M2V from its references rather than T2V. Needs no retraining: the model sees the
 same kind of memory, chosen differently.
 
 The runner compares a shot's new keyframes with this memory, not with the whole bank, when it
@@ -41,16 +46,27 @@ def named_characters(prompt: str, characters: list[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def entity_memory(bank: MemoryBank, wanted: frozenset[str], tags: dict[str, frozenset[str]]) -> list[Keyframe]:
-    """The memory for a shot naming `wanted`; tags: shot name -> the characters it names."""
+def entity_memory(
+    bank: MemoryBank, wanted: frozenset[str], tags: dict[str, frozenset[str]], budget: int | None = None
+) -> list[Keyframe]:
+    """The memory for a shot naming `wanted`; tags: shot name -> the characters it names.
+    budget: how many keyframes at most (default: the bank's max_memory; less when the shot's
+    characters' own references take part of it)."""
     if not wanted:
         return bank.keyframes
+    budget = bank.max_memory if budget is None else budget
 
     def shows(k: Keyframe) -> bool:
         return bool(tags.get(k.shot, frozenset()) & wanted)
 
-    sink = [k for k in bank.sink if shows(k) or not tags.get(k.shot)]
+    sink = [k for k in bank.sink if shows(k) or not tags.get(k.shot)][: max(budget, 0)]
     others = [k for k in bank.archive if k not in bank.sink and shows(k)]
-    room = bank.max_memory - len(sink)
+    room = budget - len(sink)
     chosen = set(others[-room:]) if room > 0 else set()  # the most recent ones
     return sink + [k for k in bank.archive if k in chosen]  # oldest first
+
+
+def cast_memory(cast: dict[str, list[str]], wanted: frozenset[str]) -> list[Keyframe]:
+    """The own reference images of the characters a shot names (cast: normalised name -> files
+    in the run folder, in the story's order), as keyframes that come first in its memory."""
+    return [Keyframe(file, "ref", i) for name, files in cast.items() if name in wanted for i, file in enumerate(files)]
