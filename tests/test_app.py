@@ -13,10 +13,18 @@ import sys
 import time
 from pathlib import Path
 
+import PIL.Image
 import pytest
 import torch
 
-from storymem.app.editor import check_rows, rows_to_data, story_to_rows
+from storymem.app.editor import (
+    add_references,
+    characters_to_rows,
+    check_rows,
+    rows_to_characters,
+    rows_to_data,
+    story_to_rows,
+)
 from storymem.app.views import list_runs, run_view
 from storymem.story import load_story
 
@@ -46,6 +54,31 @@ def test_rows_round_trip_and_errors_name_the_shot_and_field():
         "story_overview": "o",
         "story_name": "n",
     }
+
+
+def test_the_characters_table_takes_pictures_and_round_trips(tmp_path):
+    image = tmp_path / "tam.png"
+    PIL.Image.new("RGB", (24, 40), (120, 120, 120)).save(image)
+    rows = add_references([["Tam", "a purple square", None], ["Ole", "", ""], ["", "", ""]], " tam ", [str(image)])
+    rows = add_references(rows, "Ada", [str(image), str(image)])  # a new name: a new row
+    assert rows == [
+        ["Tam", "a purple square", str(image)],
+        ["Ole", "", ""],
+        ["", "", ""],
+        ["Ada", "", f"{image}; {image}"],
+    ]
+    assert rows_to_characters(rows) == [
+        {"name": "Tam", "look": "a purple square", "references": [str(image)]},
+        "Ole",
+        {"name": "Ada", "references": [str(image), str(image)]},
+    ]
+    shots = [[1, "Tam walks.", True]]
+    story, error = check_rows(shots, characters=rows)
+    assert error == "" and characters_to_rows(story) == [rows[0], rows[1], rows[3]]
+    gone = str(tmp_path / "gone.png")
+    assert check_rows(shots, characters=add_references(rows, "Ole", [gone]))[1] == (
+        f"character 2, references: image not found: {gone}"
+    )
 
 
 # ---------------------------------------------------------------- the app in a browser
@@ -250,13 +283,23 @@ def test_write_a_story_from_an_idea_into_the_editor(app, tmp_path):
         clear(llm)
         llm.send_keys("tiny")
         click(driver, "write-story")
-        wait_for(driver, lambda d: field(d, "characters").get_attribute("value").startswith("Tam: "), "the characters")
-        assert field(driver, "characters").get_attribute("value").splitlines()[1].startswith("Ole: ")
+        wait_for(driver, lambda d: "Ole" in text_of(d, "characters"), "the characters")
+        assert text_of(driver, "characters").index("Tam") < text_of(driver, "characters").index("Ole")
         wait_for(driver, lambda d: scene_cells(d) == ["1", "1", "2"], "three shots in two scenes in the table")
         clear(field(driver, "idea"))
         click(driver, "write-story")
         wait_for(driver, lambda d: "IDEA must not be empty" in text_of(d, "idea-error"), "the refusal")
         assert scene_cells(driver) == ["1", "1", "2"]  # the written story stays
+
+        # a picture of Tam: uploaded, then added to Tam's row of the Characters table
+        picture = tmp_path / "tam-front.png"
+        PIL.Image.new("RGB", (24, 40), (150, 60, 200)).save(picture)
+        field(driver, "cast-name").send_keys("Tam")
+        css(driver, "#cast-files input[type=file]")[0].send_keys(str(picture))
+        wait_for(driver, lambda d: "tam-front" in text_of(d, "cast-files"), "the upload")
+        click(driver, "cast-add")
+        wait_for(driver, lambda d: "tam-front.png" in text_of(d, "characters"), "the picture in Tam's row")
+        assert text_of(driver, "story-errors").strip() == ""
 
 
 def test_reopen_an_interrupted_run_resume_it_and_close_the_tab(app, tmp_path):

@@ -15,10 +15,18 @@ import gradio as gr
 
 from ..errors import StoryMemError
 from ..models.presets import PRESETS
-from ..options import MODE_CHOICES, PipelineOptions, RunSettings
+from ..options import MODE_CHOICES, POLICIES, PipelineOptions, RunSettings
 from ..story import load_story
 from ..write import DEFAULT_LLM
-from .editor import COLUMNS, characters_to_text, check_rows, rows_to_data, story_to_rows
+from .editor import (
+    CHARACTER_COLUMNS,
+    COLUMNS,
+    add_references,
+    characters_to_rows,
+    check_rows,
+    rows_to_data,
+    story_to_rows,
+)
 from .jobs import Generator, Job
 from .views import list_runs, run_view
 
@@ -69,7 +77,7 @@ def build_app(
         return _shown(story, story.story_name or path.stem)
 
     def _shown(story, name):
-        return story_to_rows(story), story.story_overview or "", name, characters_to_text(story), ""
+        return story_to_rows(story), story.story_overview or "", name, characters_to_rows(story), ""
 
     def write_idea(idea, llm, shots, names):
         """A story from an idea (`storymem write`), into the editor: editable before it runs."""
@@ -90,7 +98,11 @@ def build_app(
         return [list(r) for r in values if any(str(v).strip() not in ("", "nan", "None") for v in r)]
 
     def validate(table, overview, characters):
-        return check_rows(rows_of(table), overview, characters)[1]
+        return check_rows(rows_of(table), overview, rows_of(characters))[1]
+
+    def add_pictures(characters, character, files):
+        """The uploaded images become the named character's references (the upload box empties)."""
+        return add_references(rows_of(characters), character, [str(Path(f)) for f in files or []]), None
 
     def pick_shot(table, number):
         rows = rows_of(table)
@@ -133,14 +145,16 @@ def build_app(
         return rows, number
 
     def save_story(table, overview, name, characters):
-        data = rows_to_data(rows_of(table), overview, name or "", characters or "")
+        data = rows_to_data(rows_of(table), overview, name or "", rows_of(characters))
         folder = Path(tempfile.mkdtemp(prefix="storymem-story-"))
         path = folder / f"{(name or 'story').strip().replace('/', '_') or 'story'}.json"
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return str(path)
 
-    def start(table, overview, name, characters, references, model, memory_mode, preview, seed, steps, run_name):
-        story, error = check_rows(rows_of(table), overview, characters)
+    def start(
+        table, overview, name, characters, references, model, memory_mode, policy, preview, seed, steps, run_name
+    ):
+        story, error = check_rows(rows_of(table), overview, rows_of(characters))
         if story is None:
             return gr.update(), f"error: {error}"
         run_name = (run_name or name or "story").strip()
@@ -154,7 +168,9 @@ def build_app(
             )
         try:
             refs = [str(Path(f)) for f in references] if references else None
-            chosen = settings.replace(seed=int(seed or 0), steps=int(steps) if steps else None, references=refs)
+            chosen = settings.replace(
+                seed=int(seed or 0), steps=int(steps) if steps else None, references=refs, memory_policy=policy
+            )
             job = Job(run_dir, story, chosen, _options(model, memory_mode, preview))
         except StoryMemError as e:
             return gr.update(), f"error: {e}"
@@ -258,12 +274,23 @@ def build_app(
                 with gr.Row():
                     name = gr.Textbox(label="Story name", elem_id="story-name")
                     overview = gr.Textbox(label="Overview", elem_id="overview")
-                    characters = gr.Textbox(label="Characters (one a line, Name: look)", lines=2, elem_id="characters")
                 table = gr.Dataframe(
                     headers=COLUMNS, datatype=["number", "str", "bool"], column_count=(3, "fixed"),
                     row_count=(1, "dynamic"), interactive=True, wrap=True, label="Shots (cut: a new camera set-up; "
                     "unticked: continue the previous shot)", elem_id="shots-table",
                 )  # fmt: skip
+                characters = gr.Dataframe(
+                    headers=CHARACTER_COLUMNS, datatype=["str", "str", "str"], column_count=(3, "fixed"),
+                    row_count=(1, "dynamic"), interactive=True, wrap=True, elem_id="characters",
+                    label="Characters (references: the character's own images, paths separated by ;)",
+                )  # fmt: skip
+                with gr.Row():
+                    character = gr.Textbox(label="Character", elem_id="cast-name", scale=1)
+                    pictures = gr.File(
+                        label="its reference images (with the entity memory policy, only its shots get them)",
+                        file_count="multiple", file_types=["image"], elem_id="cast-files", scale=3,
+                    )  # fmt: skip
+                    add_pictures_button = gr.Button("Add to the character", elem_id="cast-add", scale=0)
                 story_errors = gr.Markdown(elem_id="story-errors")
                 with gr.Row():
                     number = gr.Number(1, precision=0, minimum=1, label="Shot", elem_id="shot-number", scale=0)
@@ -286,6 +313,8 @@ def build_app(
                 with gr.Row():
                     model = gr.Dropdown(list(PRESETS), value=options.model, label="Model", elem_id="model")
                     memory_mode = gr.Dropdown(list(MODE_CHOICES), value=options.memory_mode, label="Memory mode")
+                    policy = gr.Dropdown(list(POLICIES), value=settings.memory_policy, label="Memory policy "
+                                         "(entity: each shot its characters' memory)", elem_id="memory-policy")  # fmt: skip
                     preview = gr.Textbox(options.preview or "", label="Preview LoRA folder (optional)")
                     seed = gr.Number(settings.seed, precision=0, label="Seed")
                     steps = gr.Number(settings.steps or 0, precision=0, minimum=0, label="Steps (0: the model's)")
@@ -327,6 +356,8 @@ def build_app(
         upload.upload(load_upload, upload, shown)
         write_button.click(write_idea, [idea, idea_llm, idea_shots, idea_characters], [*shown, idea_error])
         table.change(validate, [table, overview, characters], story_errors)
+        characters.change(validate, [table, overview, characters], story_errors)
+        add_pictures_button.click(add_pictures, [characters, character, pictures], [characters, pictures])
         number.change(pick_shot, [table, number], [prompt, cut, shot_error])
         apply.click(apply_shot, [table, overview, number, prompt, cut], [table, shot_error, story_errors])
         add.click(add_shot, [table, number], table)
@@ -334,7 +365,8 @@ def build_app(
         up.click(move_up, [table, number], [table, number])
         save.click(save_story, [table, overview, name, characters], saved)
         start_button.click(
-            start, [table, overview, name, characters, references, model, memory_mode, preview, seed, steps, run_name],
+            start,
+            [table, overview, name, characters, references, model, memory_mode, policy, preview, seed, steps, run_name],
             [current, message],
         )  # fmt: skip
         resume_button.click(resume, [current, model, memory_mode, preview], message)
