@@ -6,11 +6,16 @@ Two sets of stories (seeds 0..count-1):
     multi    --characters per story (8 shots), each introduced in its own first shot:
              storymem with the official memory, storymem with entity-aware memory
              (`--memory-policy entity`), independent, chain; identity is per named character
+    cast2, cast3   2 or 3 characters per story (8 shots), none of whose looks any prompt says:
+             each has a reference image (`storymem toy-stories --references`). Entity memory
+             with each character's own reference (cast), with all of them as the story's
+             references (global: today's MR2V), and with none (a floor: the looks cannot be known)
 
     python benchmarks/toy_benchmark.py --out toy-bench                  # the shipped weights, both sets
     python benchmarks/toy_benchmark.py --out toy-bench-2 --weights DIR  # weights from scripts/train_toy_model.py
     python benchmarks/toy_benchmark.py --out toy-bench-base --no-lora   # ablation: memory read by the base alone
     python benchmarks/toy_benchmark.py --sets single --count 20         # the README's first table
+    python benchmarks/toy_benchmark.py --sets cast2,cast3 --no-lora      # per-character references
 
 The single set equals `storymem toy-stories --out S --count N && storymem bench S --model toy
 --out B`. Resumable: a re-run skips finished runs. Writes summary.json (set -> method -> means).
@@ -32,7 +37,8 @@ from storymem.toyworld.model import toy_options
 
 BASELINES = ["storymem", "independent", "chain"]
 COLUMNS = ["identity", "identity_colour", "identity_intro", "consistency_overall"]
-SHOTS = {"single": 6, "multi": 8}
+SHOTS = {"single": 6, "multi": 8, "cast2": 8, "cast3": 8}
+CAST_METHODS = ["cast", "global", "none"]
 
 
 def write_story_set(folder: Path, name: str, count: int, characters: int) -> Path:
@@ -42,8 +48,48 @@ def write_story_set(folder: Path, name: str, count: int, characters: int) -> Pat
     return folder
 
 
+def cast_story_sets(folder: Path, count: int, characters: int) -> dict[str, Path]:
+    """The cast stories and their two variants, each in a folder of its own: global (the same
+    images as the story's references, characters by name) and none (no images). Every variant
+    keeps the looks in words under "characters", where only the identity metric reads them."""
+    import json
+
+    from storymem.files import write_json
+
+    cast = folder / "cast"
+    cast.mkdir(parents=True, exist_ok=True)
+    write_stories(cast, count, SHOTS[f"cast{characters}"], characters=characters, references=True)
+    sets = {"cast": cast}
+    for variant in ("global", "none"):
+        sets[variant] = folder / variant
+        sets[variant].mkdir(exist_ok=True)
+        for file in sorted(cast.glob("*.json")):
+            story = json.loads(file.read_text())
+            refs = [f"../cast/{r}" for c in story["characters"] for r in c.pop("references")]
+            if variant == "global":
+                story["references"] = refs
+            write_json(sets[variant] / file.name, story)
+    return sets
+
+
+def bench_cast_set(pipe, name: str, args, evaluators) -> tuple[dict, int]:
+    characters = int(name.removeprefix("cast"))
+    sets = cast_story_sets(args.out / name / "stories", args.count, characters)
+    settings = RunSettings(seed=args.seed, memory_policy="entity")
+    rows, generated = {}, 0
+    for variant, stories in sets.items():
+        result = run_bench(
+            pipe, [stories], ["storymem"], args.out / name / variant, *evaluators, progress=False, settings=settings
+        )
+        rows[variant] = result.summary["storymem"]
+        generated += result.generated
+    return rows, generated
+
+
 def bench_set(pipe, name: str, args, evaluators) -> tuple[dict, int]:
     """{method label: means} for one set, and the shots generated."""
+    if name.startswith("cast"):
+        return bench_cast_set(pipe, name, args, evaluators)
     stories = write_story_set(args.out / name / "stories", name, args.count, args.characters)
     settings = RunSettings(seed=args.seed)
     result = run_bench(
@@ -65,7 +111,7 @@ def bench_set(pipe, name: str, args, evaluators) -> tuple[dict, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("toy-bench"))
-    parser.add_argument("--sets", default="single,multi", help="single, multi or both (comma-separated)")
+    parser.add_argument("--sets", default="single,multi", help=f"some of {', '.join(SHOTS)} (comma-separated)")
     parser.add_argument("--count", type=int, default=40, help="stories per set (seeds 0..count-1)")
     parser.add_argument("--characters", type=int, default=2, help="characters per story in the multi set (2-6)")
     parser.add_argument("--weights", type=Path, default=None, help="toy weights folder (default: the package's)")
@@ -76,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     sets = [s.strip() for s in args.sets.split(",")]
     if not sets or set(sets) - set(SHOTS):
-        parser.error(f"--sets: expected single, multi or single,multi, got {args.sets!r}")
+        parser.error(f"--sets: expected some of {', '.join(SHOTS)} (comma-separated), got {args.sets!r}")
 
     pipe = StoryMemPipeline.from_options(toy_options(args.weights, lora=not args.no_lora))
     pipe.set_progress_bar_config(disable=True)
@@ -105,6 +151,9 @@ def main() -> None:
         print(
             f"multi: entity - official = {100 * (rows['storymem-entity']['identity'] - rows['storymem']['identity']):+.1f} pp"
         )
+    for name in (n for n in summary if n.startswith("cast")):
+        rows = summary[name]
+        print(f"{name}: cast - global = {100 * (rows['cast']['identity'] - rows['global']['identity']):+.1f} pp")
     print(f"reports in {args.out}")
 
 

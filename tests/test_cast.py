@@ -148,3 +148,39 @@ def test_a_resume_uses_the_run_folders_copies_of_the_references(tiny_pipe, tmp_p
     # a new run without the originals is refused in one line, naming the picture
     code, _, stderr = cli("generate", file, "--out", tmp_path / "new", "--steps", "2", *options)
     assert code == 1 and "characters[0].references[0]: image not found" in stderr
+
+
+def test_toy_cast_stories_name_their_characters_and_draw_them_in_pictures(cli, tmp_path):
+    from storymem.toyworld import identity_metrics, make_story, parse_caption, render_clip, video_look
+    from storymem.toyworld.stories import parse_look, reference_place
+
+    code, out, err = cli("toy-stories", "--out", tmp_path, "--count", "2", "--characters", "2", "--references")
+    assert code == 0, err
+    assert out.strip().endswith("--memory-policy entity")
+    for seed in range(2):
+        plain = [parse_caption(p) for p in make_story(seed, characters=2)[0]["scenes"][0]["video_prompts"]]
+        data = make_story(seed, characters=2, references=True)[0]
+        story = load_story(tmp_path / f"{data['story_name']}.json")
+        shots = [parse_caption(s.prompt) for s in story.shots[: len(plain)]]
+        # the same shots as the plain story, but no prompt gives a look: only the pictures do
+        assert [(s.name, s.action, s.place, s.shot) for s in shots] == [
+            (s.name, s.action, s.place, s.shot) for s in plain
+        ]
+        assert all(s.look is None for s in shots)
+        for character in story.characters:
+            look = parse_look(character.look)
+            assert look == next(s.look for s in plain if s.name == character.name)  # its intro's look
+            (picture,) = story.cast[character.name.lower()]
+            assert video_look(np.asarray(PIL.Image.open(picture))[None], reference_place(seed)) == look
+        # identity: every shot of a character counts, its first is the intro
+        looks = {c.name: parse_look(c.look) for c in story.characters}
+        shots = [parse_caption(s.prompt) for s in story.shots]
+        videos = [render_clip(looks[s.name], s.place, s.action, s.shot) for s in shots]
+        prompts = [s.prompt for s in story.shots]
+        assert identity_metrics(prompts, videos) is None  # no look in any caption, none given
+        metrics = identity_metrics(prompts, videos, looks)
+        assert (metrics["identity"], metrics["identity_intro"]) == (1.0, 1.0)
+        other = next(look for look in looks.values() if look != looks[shots[0].name])
+        videos[0] = render_clip(other, shots[0].place, shots[0].action, shots[0].shot)
+        metrics = identity_metrics(prompts, videos, looks)
+        assert metrics["identity_intro"] == 0.5 and metrics["identity"] == pytest.approx(1 - 1 / len(shots))

@@ -44,12 +44,29 @@ def test_story_sets_are_the_toy_stories_command_writes(tmp_path, cli):
     assert "characters" not in story and sum(len(s["video_prompts"]) for s in story["scenes"]) == 6
 
 
+def test_the_cast_sets_give_the_same_pictures_per_character_globally_or_not_at_all(tmp_path):
+    from storymem.story import load_story
+
+    sets = load_script().cast_story_sets(tmp_path, 2, characters=3)
+    assert list(sets) == ["cast", "global", "none"]
+    for file in sorted(sets["cast"].glob("*.json")):
+        cast, whole, none = (load_story(sets[v] / file.name) for v in sets)
+        pictures = [p for refs in cast.cast.values() for p in refs]
+        assert len(cast.cast) == 3 and len(pictures) == 3
+        assert whole.references == pictures and whole.cast == {} and none.references == [] and none.cast == {}
+        # the looks stay in words for the identity metric; the shots are the same in all three
+        assert (
+            [c.look for c in cast.characters] == [c.look for c in whole.characters] == [c.look for c in none.characters]
+        )
+        assert cast.scenes == whole.scenes == none.scenes
+
+
 def test_an_unknown_set_is_refused_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--sets", "single,pairs"], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "--sets: expected single, multi or single,multi, got 'single,pairs'" in result.stderr
+    assert "--sets: expected some of single, multi, cast2, cast3 (comma-separated), got 'single,pairs'" in result.stderr
     assert not (tmp_path / "summary.json").exists()
 
 

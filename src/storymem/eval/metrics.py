@@ -84,6 +84,16 @@ def _finished_run(run_dir: Path) -> tuple[RunDirectory, dict, Story]:
     return run, state, story
 
 
+def toy_looks(story) -> dict:
+    """The looks a story's characters are given in words, where they are toy-world looks (a cast
+    story's characters: their prompts name them only)."""
+    from ..story import Character
+    from ..toyworld.stories import parse_look
+
+    looks = {c.name: parse_look(c.look) for c in story.characters if isinstance(c, Character)}
+    return {name: look for name, look in looks.items() if look is not None}
+
+
 def evaluate_run(run_dir, extractor, aesthetic=None, extra=None, progress: bool = False) -> dict:
     """All metrics of a finished run, plus per-shot and per-pair values.
 
@@ -139,7 +149,7 @@ def evaluate_run(run_dir, extractor, aesthetic=None, extra=None, progress: bool 
             for j in range(i + 1, len(shots))
         ],
     }
-    toy = identity_metrics(prompts, videos)  # toy-world captions: the look is known, so measure it
+    toy = identity_metrics(prompts, videos, toy_looks(story))  # toy-world captions: the look is known, so measure it
     if toy is not None:
         result.update(toy)
     if extra is not None:

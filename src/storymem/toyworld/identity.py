@@ -77,15 +77,22 @@ def video_look(frames: np.ndarray, place: str) -> Look | None:
     return Look(vote("shape"), vote("colour"), vote("pattern"))
 
 
-def identity_metrics(prompts: list[str], videos: list[np.ndarray]) -> dict | None:
+def identity_metrics(prompts: list[str], videos: list[np.ndarray], looks: dict[str, Look] | None = None) -> dict | None:
     """{"identity": share of later shots with the introduced look (shape, colour and pattern),
     "identity_colour": the same for the colour alone, "identity_intro": 1.0 if the first shot
     shows the look its caption describes, per-shot looks}; None if the prompts are not toy
-    captions or nothing introduces a character."""
+    captions or nothing introduces a character.
+
+    looks: the characters' looks when no caption spells them out (a cast story: the looks come
+    from reference images); then every shot of a character counts, and its first is the intro."""
     shots = [parse_caption(p) for p in prompts]
     if any(s is None for s in shots):
         return None
     introduced = {s.name: (i, s.look) for i, s in reversed(list(enumerate(shots))) if s.look is not None}
+    firsts = dict(introduced)
+    if not introduced and looks:
+        firsts = {s.name: (i, looks[s.name]) for i, s in reversed(list(enumerate(shots))) if s.name in looks}
+        introduced = {name: (-1, look) for name, (_, look) in firsts.items()}
     if not introduced:
         return None
     found = [video_look(v, s.place) for v, s in zip(videos, shots, strict=True)]
@@ -99,7 +106,7 @@ def identity_metrics(prompts: list[str], videos: list[np.ndarray]) -> dict | Non
         for i, s in enumerate(shots)
         if s.name in introduced and i > introduced[s.name][0]
     ]
-    intro = [found[i] == look for i, look in introduced.values()]
+    intro = [found[i] == look for i, look in firsts.values()]
     return {
         "identity": float(np.mean(later)) if later else None,
         "identity_colour": float(np.mean(later_colour)) if later_colour else None,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .world import ACTIONS, ALL_LOOKS, COLOURS, NAMES, PATTERNS, PLACES, SHAPES, SHOTS, Look
+from .world import ACTIONS, ALL_LOOKS, COLOURS, NAMES, PATTERNS, PLACES, SHAPES, SHOTS, Look, render_clip
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ _CAPTION = re.compile(
 )
 
 
+def parse_look(text: str) -> Look | None:
+    """The look 'a red striped circle' describes, or None."""
+    m = re.fullmatch(_LOOK, text.strip())
+    return Look(m["shape"], m["colour"], m["pattern"] or "plain") if m else None
+
+
 def parse_caption(text: str) -> ToyShot | None:
     """The toy shot a caption describes, or None if it is not a toy caption."""
     m = _CAPTION.match(text.strip())
@@ -50,13 +56,53 @@ def parse_caption(text: str) -> ToyShot | None:
     return ToyShot(m["name"], m["action"], m["place"], "close-up" if m["closeup"] else "wide", look)
 
 
-def make_story(seed: int, num_shots: int = 6, p_continue: float = 0.3, characters: int = 1) -> tuple[dict, Look]:
+def make_story(
+    seed: int, num_shots: int = 6, p_continue: float = 0.3, characters: int = 1, references: bool = False
+) -> tuple[dict, Look]:
     """(an ST-Bench story dict, the first character's look). Two scenes; continuations (cut
     false) keep the place (and character) of the shot they continue. With several characters,
     the first shots introduce one each (distinct names, and looks that differ in colour), later
-    shots name one of them at random, and the story lists them under "characters"."""
+    shots name one of them at random, and the story lists them under "characters".
+
+    references: a cast story. No prompt spells a look out; the story lists each character as
+    {"name", "look", "references": ["refs/<story>-<name>.png"]} (`reference_image` draws it), so
+    only the reference images can tell the model the looks. The shots are the same otherwise."""
     if characters > 1:
-        return _story_with_characters(seed, num_shots, p_continue, characters)
+        shots, cuts, names, looks = _shots_with_characters(seed, num_shots, p_continue, characters)
+        overview = f"A day in the lives of {', '.join(names[:-1])} and {names[-1]}."
+    else:
+        shots, cuts, names, looks = _shots_of_one(seed, num_shots, p_continue)
+        overview = f"A day in the life of {names[0]}."
+    if references:
+        shots = [ToyShot(s.name, s.action, s.place, s.shot) for s in shots]
+    story = _as_story(seed, shots, cuts, overview)
+    if references:
+        story["characters"] = [
+            {"name": n, "look": look.describe(), "references": [reference_file(story["story_name"], n)]}
+            for n, look in zip(names, looks, strict=True)
+        ]
+    elif characters > 1:
+        story["characters"] = names
+    return story, looks[0]
+
+
+def reference_file(story_name: str, character: str) -> str:
+    """Where a cast story's reference image of a character lies, relative to the story."""
+    return f"refs/{story_name}-{character.lower()}.png"
+
+
+def reference_place(seed: int) -> str:
+    """Where a cast story's reference pictures are drawn (its own generator, so cast stories keep
+    the shots of the plain ones)."""
+    return list(PLACES)[np.random.default_rng([seed, 1]).integers(len(PLACES))]
+
+
+def reference_image(look: Look, seed: int, size: int = 32) -> np.ndarray:
+    """uint8 [size, size, 3]: the character at rest, wide, in the story's `reference_place`."""
+    return render_clip(look, reference_place(seed), "rests", "wide", frames=1, size=size)[0]
+
+
+def _shots_of_one(seed: int, num_shots: int, p_continue: float):
     rng = np.random.default_rng(seed)
     look = ALL_LOOKS[rng.integers(len(ALL_LOOKS))]
     name = NAMES[rng.integers(len(NAMES))]
@@ -73,10 +119,10 @@ def make_story(seed: int, num_shots: int = 6, p_continue: float = 0.3, character
         )
         shots.append(shot)
         cuts.append(bool(cut))
-    return _as_story(seed, shots, cuts, f"A day in the life of {name}."), look
+    return shots, cuts, [name], [look]
 
 
-def _story_with_characters(seed: int, num_shots: int, p_continue: float, count: int) -> tuple[dict, Look]:
+def _shots_with_characters(seed: int, num_shots: int, p_continue: float, count: int):
     if not 2 <= count <= min(len(COLOURS), len(NAMES)) or num_shots < count + 1:
         raise ValueError(f"need 2 to {min(len(COLOURS), len(NAMES))} characters and more shots than characters")
     rng = np.random.default_rng(seed)
@@ -95,9 +141,7 @@ def _story_with_characters(seed: int, num_shots: int, p_continue: float, count: 
             ToyShot(names[who], ACTIONS[rng.integers(len(ACTIONS))], place, SHOTS[rng.integers(len(SHOTS))], look)
         )
         cuts.append(bool(cut))
-    story = _as_story(seed, shots, cuts, f"A day in the lives of {', '.join(names[:-1])} and {names[-1]}.")
-    story["characters"] = names
-    return story, looks[0]
+    return shots, cuts, names, looks
 
 
 def _as_story(seed: int, shots: list[ToyShot], cuts: list[bool], overview: str) -> dict:
@@ -110,18 +154,27 @@ def _as_story(seed: int, shots: list[ToyShot], cuts: list[bool], overview: str) 
 
 
 def write_stories(
-    folder: Path, count: int, shots: int = 6, seed: int = 0, characters: int = 1, overwrite: bool = False
+    folder: Path,
+    count: int,
+    shots: int = 6,
+    seed: int = 0,
+    characters: int = 1,
+    overwrite: bool = False,
+    references: bool = False,
 ) -> int:
     """Story i (seed + i) as folder/<story_name>.json: the set `storymem toy-stories` writes and
     the toy benchmark runs. The folder must exist. A file already there with other contents (a
     story you edited) is never replaced unless `overwrite`: then nothing is written. Returns how
-    many files were written (the same story already there is left as it is)."""
+    many files were written (the same story already there is left as it is). references: cast
+    stories (see `make_story`), with their reference images under folder/refs/."""
     import json
+
+    import PIL.Image
 
     from ..errors import InputError
     from ..files import write_json
 
-    stories = [make_story(seed + i, num_shots=shots, characters=characters)[0] for i in range(count)]
+    stories = [make_story(seed + i, shots, characters=characters, references=references)[0] for i in range(count)]
     todo = []
     for story in stories:
         file = Path(folder) / f"{story['story_name']}.json"
@@ -138,6 +191,13 @@ def write_stories(
                     "choose another --out, or replace it with --overwrite"
                 )
         todo.append((file, story))
+    for i, story in enumerate(stories):
+        for character in story.get("characters", []):
+            for ref in character["references"] if isinstance(character, dict) else []:
+                image = Path(folder) / ref
+                if not image.is_file():
+                    image.parent.mkdir(exist_ok=True)
+                    PIL.Image.fromarray(reference_image(parse_look(character["look"]), seed + i)).save(image)
     for file, story in todo:
         write_json(file, story)
     return len(todo)
