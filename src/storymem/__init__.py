@@ -26,6 +26,7 @@ __all__ = [
     "LoraError",
     "NumericalError",
     "PipelineOptions",
+    "Run",
     "RunSettings",
     "Shot",
     "Story",
@@ -45,6 +46,7 @@ _LAZY = {
     "StoryMemPipeline": "storymem.pipelines",
     "PipelineOptions": "storymem.options",
     "RunSettings": "storymem.options",
+    "Run": "storymem.direct",
     "build_pipeline": "storymem.build",
     "generate_story": "storymem.runner",
 }

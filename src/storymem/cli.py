@@ -565,6 +565,42 @@ def write(
 
 
 @app.command()
+def memory(
+    run: Annotated[Path, typer.Argument(help="A run folder (storymem generate --out).")],
+    action: Annotated[
+        str | None, typer.Argument(help="pin, unpin or drop KEYFRAME (e.g. 01_01_f012); add IMAGE. None: list.")
+    ] = None,
+    target: Annotated[str | None, typer.Argument(help="The keyframe's name in the run folder, or the image.")] = None,
+    character: Annotated[str | None, typer.Option(help="add: the story's character the image shows.")] = None,
+) -> None:
+    """List a run's memory (and write RUN/memory-sheet.png), or steer it by hand before its next
+    shot; `storymem generate ... --resume` continues with the edits."""
+    from .direct import Run
+
+    actions = ("pin", "unpin", "drop", "add")
+    if action is not None and action not in actions:
+        raise InputError(f"memory: the action must be one of {', '.join(actions)}, got {action!r}")
+    if action is not None and not target:
+        what = "IMAGE" if action == "add" else "KEYFRAME"
+        raise InputError(f"memory {action}: give the {what} (storymem memory RUN {action} {what})")
+    if character is not None and action != "add":
+        raise InputError("--character goes with add IMAGE")
+    directed = Run(run)
+    if action is not None:
+        method = getattr(directed.memory, action)
+        edit = method(target, character) if action == "add" else method(target)
+        shots = [s.name for s in directed.story().shots]
+        start = f"shot {shots[edit.start]} on" if edit.start < len(shots) else "the shots made from now on"
+        print(f"{action} {Path(edit.file).stem}: applies from {start}")
+        return
+    for e in directed.memory.entries():
+        flags = " ".join(f for f, on in (("pinned", e.pinned), ("dropped", e.dropped)) if on)
+        who = ", ".join(e.characters) or "-"
+        print(f"{e.name:<14} {e.place:<9} shot {e.shot:<6} frame {e.frame:<3} {who:<16} {flags}".rstrip())
+    print(f"contact sheet: {directed.memory.sheet()}")
+
+
+@app.command()
 def presets() -> None:
     """List the model presets."""
     from .models.presets import PRESETS

@@ -186,6 +186,10 @@ class RunDirectory:
             file = self.root / str(keyframe.get("file", ""))
             if not file.is_file():
                 self._missing(file, "a memory keyframe")
+        for edit in state.get("edits", []):
+            file = self.root / str(edit.get("file", "")) if isinstance(edit, dict) else self.root
+            if isinstance(edit, dict) and edit.get("op") in ("pin", "add") and not file.is_file():
+                self._missing(file, f"an image {'pinned' if edit['op'] == 'pin' else 'added'} by hand")
 
     def _missing(self, file: Path, what: str) -> None:
         raise InputError(

@@ -29,7 +29,9 @@ from .conditioning import ShotMode
 from .errors import InputError, StoryMemError
 from .files import write_json
 from .memory import Keyframe, MemoryBank, select_keyframes
-from .memory.entity import cast_memory, entity_memory, named_characters
+from .memory.choose import shot_memory
+from .memory.entity import named_characters
+from .memory.steer import Edit
 from .options import CONTINUATION_FRAMES, RunSettings
 from .rundir import RunDirectory
 from .story import Shot, Story
@@ -108,6 +110,7 @@ class StoryRunner:
         self._embeddings: dict[str, torch.Tensor] = {}  # keyframe file -> embedding
         self._tags: dict[str, frozenset[str]] = {}  # shot name -> the characters it names
         self._cast: dict[str, list[str]] = {}  # character -> its own references (files in the run folder)
+        self._edits: list[Edit] = []  # the memory edits made by hand (storymem memory RUN ...)
 
     def _embed(self, images) -> torch.Tensor:
         if self.embedder is None:
@@ -209,6 +212,7 @@ class StoryRunner:
         ours = settings.method == "storymem"
         self._tags = {s.name: named_characters(s.prompt, story.character_names) for s in shots}
         self._cast = state.get("cast", {})
+        self._edits = [Edit.from_record(e) for e in state.get("edits", [])]
         # The chain baseline runs the plain experts: the LoRA is switched off once for the run.
         with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
             for shot in todo:
@@ -235,12 +239,11 @@ class StoryRunner:
         negative = any(self.pipe.uses_guidance(mode) for mode in (ShotMode.T2V, ShotMode.M2V))
         return self.pipe.encode_story_prompts([s.prompt for s in shots], negative=negative)
 
-    @staticmethod
-    def _may_need_t2v(settings: RunSettings, bank: MemoryBank) -> bool:
+    def _may_need_t2v(self, settings: RunSettings, bank: MemoryBank) -> bool:
         """Whether a later shot can still be text-to-video: every shot of `independent`; for
         storymem only while memory is empty (it never empties again); chain only its first shot."""
-        if settings.method == "independent" or settings.memory_policy == "entity":
-            return True  # entity: a character's first shot gets no one else's keyframes
+        if settings.method == "independent" or settings.memory_policy == "entity" or self._edits:
+            return True  # entity: a character's first shot gets no one else's keyframes; edits may empty it
         if settings.method == "storymem":
             return len(bank) == 0
         return False
@@ -289,9 +292,10 @@ class StoryRunner:
             frame.save(run.tail_frame(shot.name, i))
 
         t1 = time.perf_counter()
-        # A cast's references show the character, not the place: a frame like them is still kept.
+        # A cast's references (and images added by hand) show the character, not the place: a
+        # frame like them is still kept.
         cast_files = {f for files in self._cast.values() for f in files}
-        compared = [k for k in memory if k.file not in cast_files]
+        compared = [k for k in memory if k.file not in cast_files and k.shot != "added"]
         keyframes = self._select(run, shot, frames, compared) if ours else []
         bank.extend(keyframes)
         select_s = time.perf_counter() - t1
@@ -310,11 +314,8 @@ class StoryRunner:
         }
 
     def _memory_for(self, shot: Shot, bank: MemoryBank, settings: RunSettings) -> list[Keyframe]:
-        if settings.memory_policy == "entity":
-            wanted = self._tags[shot.name]
-            references = cast_memory(self._cast, wanted)
-            return references + entity_memory(bank, wanted, self._tags, budget=bank.max_memory - len(references))
-        return bank.keyframes
+        policy = settings.memory_policy
+        return shot_memory(bank, shot.name, shot.global_index, policy, self._tags, self._cast, self._edits)
 
     def _select(
         self, run: RunDirectory, shot: Shot, frames: list[PIL.Image.Image], compared: list[Keyframe]

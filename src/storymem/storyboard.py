@@ -71,3 +71,32 @@ def render_storyboard(
     board.save(tmp)
     tmp.replace(path)
     return path
+
+
+def render_contact_sheet(
+    items: Sequence[tuple[PIL.Image.Image, str]], path: str | Path, height: int = 96, per_row: int = 6
+) -> Path:
+    """A grid of captioned thumbnails (a run's memory: `storymem memory RUN`). The caption's
+    lines go under each picture; an empty sheet says so."""
+    pad, font = 8, PIL.ImageFont.load_default(size=13)
+    thumbs = [(_thumb(image, height), caption.splitlines()) for image, caption in items]
+    line_h = 16
+    lines = max((len(c) for _, c in thumbs), default=1)
+    cell_w = max([t.width for t, _ in thumbs] + [round(font.getlength(x)) for _, c in thumbs for x in c] + [height])
+    cell_h = height + 4 + line_h * lines
+    columns = max(1, min(per_row, len(thumbs)))
+    rows = max(1, -(-len(thumbs) // columns))
+    sheet = PIL.Image.new("RGB", (pad + columns * (cell_w + pad), pad + rows * (cell_h + pad)), "white")
+    draw = PIL.ImageDraw.Draw(sheet)
+    if not thumbs:
+        draw.text((pad, pad), "the memory is empty", fill="black", font=font)
+    for i, (thumb, caption) in enumerate(thumbs):
+        x, y = pad + (i % columns) * (cell_w + pad), pad + (i // columns) * (cell_h + pad)
+        sheet.paste(thumb, (x, y))
+        for j, line in enumerate(caption):
+            draw.text((x, y + height + 4 + j * line_h), line, fill="black" if j == 0 else (90, 90, 90), font=font)
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    sheet.save(tmp)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,219 @@
+"""Directing a run by hand: its memory, steered between shots (`storymem memory RUN ...`).
+
+    from storymem import Run
+    run = Run("run")
+    run.memory.entries()                  # the bank: sink, window, pinned, dropped, added
+    run.memory.pin("01_01_f000")          # in every later shot's memory
+    run.memory.drop("01_02_f004")         # never used again
+    run.memory.add("tam.png", character="Tam")
+    run.memory.sheet()                    # run/memory-sheet.png
+
+Each edit takes the run folder's lock (so never while a process writes the run), is checked in
+full before anything changes, and is recorded in state.json with the shot it applies from (see
+`storymem.memory.steer`); `storymem generate ... --resume` then continues with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .files import write_json
+from .memory import Keyframe, MemoryBank
+from .memory.choose import shot_memory
+from .memory.entity import named_characters
+from .memory.steer import Edit, in_force
+from .rundir import RunDirectory
+from .story import load_story, normalise_name
+from .video import load_image
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    """One picture of a run's memory, as `storymem memory RUN` lists it."""
+
+    name: str  # its name in the run folder (the file's stem), what pin/unpin/drop take
+    file: str  # relative to the run folder
+    shot: str  # the shot it came from ("ref": a reference image, "added": added by hand)
+    frame: int
+    place: str  # sink, window, archive (displaced by the window), reference or added
+    characters: tuple[str, ...]  # those its shot names (an added image: its character)
+    pinned: bool = False
+    dropped: bool = False
+
+
+class Run:
+    """A run folder (made by `storymem generate`), to look at and direct."""
+
+    def __init__(self, folder: str | Path):
+        self.dir = RunDirectory(folder)
+        if not self.dir.state_file.is_file():
+            raise InputError(f"{self.dir.root}: not a storymem run folder (no state.json)")
+        self.memory = RunMemory(self)
+
+    @property
+    def root(self) -> Path:
+        return self.dir.root
+
+    def state(self) -> dict:
+        return self.dir.read_state()
+
+    def story(self):
+        return load_story(self.dir.story_file, check_images=False)
+
+
+class RunMemory:
+    """The memory of a run: what is in it, and the edits made by hand."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def entries(self) -> list[MemoryEntry]:
+        state, story = self.run.state(), self.run.story()
+        bank = MemoryBank.from_state(state["memory"])
+        steering = in_force(_edits(state), len(state["completed"]))
+        prompts = {s.name: s.prompt for s in story.shots}
+        names = story.character_names
+        sink, window = set(bank.sink), set(bank.window)
+
+        def place(k: Keyframe) -> str:
+            if k.shot == "ref":
+                return "reference"
+            return "sink" if k in sink else "window" if k in window else "archive"
+
+        shown = [k for k in bank.archive if k in sink or k in window or k.file in steering.pinned]
+        shown += [k for k in bank.archive if k.file in steering.dropped and k not in shown]
+        entries = [
+            MemoryEntry(
+                Path(k.file).stem,
+                k.file,
+                k.shot,
+                k.frame,
+                place(k),
+                tuple(sorted(named_characters(prompts.get(k.shot, ""), names))),
+                k.file in steering.pinned,
+                k.file in steering.dropped,
+            )  # fmt: skip
+            for k in shown
+        ]
+        for i, (file, character) in enumerate(steering.added):
+            entries.append(MemoryEntry(Path(file).stem, file, "added", i, "added", (character,) if character else ()))
+        return entries
+
+    def replay(self) -> dict[str, list[str]]:
+        """The memory of every completed shot, worked out again from state.json alone (the bank
+        rebuilt shot by shot from the keyframes each one added, then the policy and the edits):
+        equal to what the shots were given, for a run made in one go, resumed or steered."""
+        state, story = self.run.state(), self.run.story()
+        saved = MemoryBank.from_state(state["memory"])
+        bank = MemoryBank(saved.max_memory, saved.sink_size)
+        bank.extend(k for k in saved.archive if k.shot == "ref")  # the references come first
+        by_file = {k.file: k for k in saved.archive}
+        tags = {s.name: named_characters(s.prompt, story.character_names) for s in story.shots}
+        policy = state["settings"].get("memory_policy", "official")
+        cast, edits = state.get("cast", {}), _edits(state)
+        memory = {}
+        for shot in story.shots:
+            if shot.name not in state["completed"]:
+                break
+            if state["settings"].get("method", "storymem") != "storymem":
+                memory[shot.name] = []  # the baselines have no memory
+                continue
+            chosen = shot_memory(bank, shot.name, shot.global_index, policy, tags, cast, edits)
+            memory[shot.name] = [k.file for k in chosen]
+            bank.extend(by_file[f] for f in state["shots"][shot.name]["keyframes"])
+        return memory
+
+    # ------------------------------------------------------------------ edits
+    def pin(self, name: str) -> Edit:
+        """Keep the keyframe in every later shot's memory."""
+        return self._edit("pin", name)
+
+    def unpin(self, name: str) -> Edit:
+        return self._edit("unpin", name)
+
+    def drop(self, name: str) -> Edit:
+        """Never use the keyframe again."""
+        return self._edit("drop", name)
+
+    def add(self, image: str | Path, character: str | None = None) -> Edit:
+        """An image of your own, kept like a reference from the next shot on; with a character,
+        under the entity policy only the shots naming it get it."""
+        return self._edit("add", str(image), character)
+
+    def _edit(self, op: str, target: str, character: str | None = None) -> Edit:
+        run = self.run.dir
+        with run.lock:  # never while a process writes the run
+            state, story = run.read_state(), self.run.story()
+            edits = _edits(state)
+            start = len(state["completed"])
+            steering = in_force(edits, start)
+            bank = MemoryBank.from_state(state["memory"])
+            if op == "add":
+                edit = self._added(run, state, story, target, character, start, len(steering.added))
+            else:
+                file = self._keyframe_file(bank, target)
+                problem = {
+                    "pin": "was dropped: it is never used again" if file in steering.dropped else
+                    "is pinned already" if file in steering.pinned else None,
+                    "unpin": None if file in steering.pinned else "is not pinned",
+                    "drop": "is dropped already" if file in steering.dropped else None,
+                }[op]  # fmt: skip
+                if problem:
+                    raise InputError(f"{run.root}: keyframe {target} {problem}")
+                edit = Edit(op, file, start)
+            kept = len(steering.pinned) + len(steering.added) + (op in ("pin", "add"))
+            if kept > bank.max_memory:
+                raise InputError(
+                    f"{run.root}: {kept} pinned and added images would be more than the memory holds "
+                    f"(max_memory {bank.max_memory}); unpin or drop one first"
+                )
+            if op == "add":  # a copy in the run folder, as PNG: a resume never needs the original
+                load_image(target).save(run.root / edit.file)
+            state["edits"] = [e.record() for e in edits] + [edit.record()]
+            write_json(run.state_file, state)
+        return edit
+
+    def _keyframe_file(self, bank: MemoryBank, name: str) -> str:
+        wanted = Path(name).stem
+        for k in bank.archive:
+            if Path(k.file).stem == wanted:
+                return k.file
+        raise InputError(
+            f"{self.run.root}: no keyframe {name!r} in this run; `storymem memory {self.run.root}` lists them"
+        )
+
+    def _added(self, run, state, story, image: str, character: str | None, start: int, count: int) -> Edit:
+        load_image(image)  # one line if it is missing or not an image
+        if character is not None:
+            known = {normalise_name(n): n for n in story.character_names}
+            if normalise_name(character) not in known:
+                listed = ", ".join(story.character_names) or "none"
+                raise InputError(f"--character {character!r}: not a character of the story (its characters: {listed})")
+            character = normalise_name(character)
+        taken = {e.file for e in _edits(state)}
+        index = count
+        while f"memory/added_{index:02d}.png" in taken:
+            index += 1
+        return Edit("add", f"memory/added_{index:02d}.png", start, character)
+
+    # ------------------------------------------------------------------ pictures
+    def sheet(self, path: str | Path | None = None) -> Path:
+        """A contact sheet of `entries()` (default: RUN/memory-sheet.png)."""
+        from .storyboard import render_contact_sheet
+
+        items = []
+        for e in self.entries():
+            flags = " ".join(f for f, on in (("pinned", e.pinned), ("dropped", e.dropped)) if on)
+            who = ", ".join(e.characters)
+            caption = "\n".join(x for x in (e.name, f"{e.place} {flags}".strip(), who) if x)
+            items.append((load_image(self.run.root / e.file), caption))
+        return render_contact_sheet(items, path or self.run.root / "memory-sheet.png")
+
+
+def _edits(state: dict) -> list[Edit]:
+    try:
+        return [Edit.from_record(e) for e in state.get("edits", [])]
+    except TypeError:
+        raise InputError("state.json: the memory edits are damaged; restore the file") from None
