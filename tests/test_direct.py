@@ -33,23 +33,23 @@ def k(shot, frame=0):
     return Keyframe(f"memory/{shot}_f{frame:03d}.png", shot, frame)
 
 
-def test_edits_apply_from_their_shot_in_the_order_they_were_made():
+def test_edits_say_together_what_was_made_last():
     a, b, c = k("01_01").file, k("01_02").file, "memory/added_00.png"
     edits = [Edit("pin", a, 2), Edit("drop", b, 2), Edit("add", c, 3, "pip"), Edit("unpin", a, 4)]
-    assert not in_force(edits, 1)
-    assert in_force(edits, 2).pinned == (a,) and in_force(edits, 2).dropped == {b}
-    assert in_force(edits, 3).added == ((c, "pip"),)
-    assert in_force(edits, 4).pinned == () and in_force(edits, 4).dropped == {b}
-    assert in_force([Edit("pin", a, 0), Edit("drop", a, 1)], 1).pinned == ()  # a dropped keyframe is unpinned
+    assert not in_force([])
+    assert in_force(edits[:2]).pinned == (a,) and in_force(edits[:2]).dropped == {b}
+    assert in_force(edits[:3]).added == ((c, "pip"),)
+    assert in_force(edits).pinned == () and in_force(edits).dropped == {b}
+    assert in_force([Edit("pin", a, 0), Edit("drop", a, 1)]).pinned == ()  # a dropped keyframe is unpinned
 
 
 def test_steered_memory_keeps_pins_and_additions_and_gives_way_oldest_window_first():
     bank = MemoryBank(max_memory=4, sink=1)
     bank.extend(k(s) for s in ("s1", "s2", "s3", "s4", "s5", "s6"))  # sink s1; window s4 s5 s6
-    steering = in_force([Edit("pin", k("s2").file, 0), Edit("drop", k("s5").file, 0)], 0)
+    steering = in_force([Edit("pin", k("s2").file, 0), Edit("drop", k("s5").file, 0)])
     assert steer(bank.keyframes, bank.archive, bank.sink, steering, 4) == [k("s2"), k("s1"), k("s4"), k("s6")]
     added = Edit("add", "memory/added_00.png", 0, "bo")
-    steering = in_force([Edit("pin", k("s2").file, 0), added], 0)
+    steering = in_force([Edit("pin", k("s2").file, 0), added])
     steered = steer(bank.keyframes, bank.archive, bank.sink, steering, 4)
     # 4 in all: the added image and the pin first; the window's oldest gave way, the sink stays
     assert steered == [Keyframe("memory/added_00.png", "added", 0), k("s2"), k("s1"), k("s6")]
@@ -91,6 +91,7 @@ def test_a_steered_run_resumed_equals_one_not_stopped_and_its_state_replays(tiny
     once, twice = states["once"], states["twice"]
     assert [(e["op"], e["start"]) for e in once["edits"]] == [("pin", 2), ("drop", 2), ("add", 2)]
     assert (tmp_path / "once" / "memory" / "added_00.png").is_file()
+    assert [once["shots"][s]["edits"] for s in once["completed"]] == [0, 0, 3, 3, 3]  # made before each
     for shot in ("01_01", "01_02"):
         assert "memory/added_00.png" not in once["shots"][shot]["memory"]  # edits never reach back
     for shot in ("01_03", "01_04", "01_05"):  # Pip's pinned keyframe, never Bo's dropped one

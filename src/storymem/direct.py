@@ -72,7 +72,7 @@ class RunMemory:
     def entries(self) -> list[MemoryEntry]:
         state, story = self.run.state(), self.run.story()
         bank = MemoryBank.from_state(state["memory"])
-        steering = in_force(_edits(state), len(state["completed"]))
+        steering = in_force(_edits(state))
         prompts = {s.name: s.prompt for s in story.shots}
         names = story.character_names
         sink, window = set(bank.sink), set(bank.window)
@@ -120,7 +120,8 @@ class RunMemory:
             if state["settings"].get("method", "storymem") != "storymem":
                 memory[shot.name] = []  # the baselines have no memory
                 continue
-            chosen = shot_memory(bank, shot.name, shot.global_index, policy, tags, cast, edits)
+            made_before = edits[: state["shots"][shot.name].get("edits", 0)]
+            chosen = shot_memory(bank, shot.name, policy, tags, cast, made_before)
             memory[shot.name] = [k.file for k in chosen]
             bank.extend(by_file[f] for f in state["shots"][shot.name]["keyframes"])
         return memory
@@ -148,7 +149,7 @@ class RunMemory:
             state, story = run.read_state(), self.run.story()
             edits = _edits(state)
             start = len(state["completed"])
-            steering = in_force(edits, start)
+            steering = in_force(edits)
             bank = MemoryBank.from_state(state["memory"])
             if op == "add":
                 edit = self._added(run, state, story, target, character, start, len(steering.added))

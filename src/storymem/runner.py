@@ -307,6 +307,7 @@ class StoryRunner:
             "mode": mode,
             "memory": [k.file for k in memory],
             "keyframes": [k.file for k in keyframes],
+            "edits": len(self._edits),  # the memory edits made by hand before it (all of them apply)
             "generate_s": round(generate_s, 4),
             "select_s": round(select_s, 4),
             "timings": output.timings,  # inside generate_s: encode, place, denoise, decode
@@ -315,7 +316,7 @@ class StoryRunner:
 
     def _memory_for(self, shot: Shot, bank: MemoryBank, settings: RunSettings) -> list[Keyframe]:
         policy = settings.memory_policy
-        return shot_memory(bank, shot.name, shot.global_index, policy, self._tags, self._cast, self._edits)
+        return shot_memory(bank, shot.name, policy, self._tags, self._cast, self._edits)
 
     def _select(
         self, run: RunDirectory, shot: Shot, frames: list[PIL.Image.Image], compared: list[Keyframe]

@@ -12,14 +12,13 @@ from .steer import Edit, in_force, steer
 def shot_memory(
     bank: MemoryBank,
     shot_name: str,
-    shot_index: int,
     policy: str,
     tags: dict[str, frozenset[str]],
     cast: dict[str, list[str]],
     edits: list[Edit],
 ) -> list[Keyframe]:
     """tags: shot name -> the characters it names; cast: character -> its pictures (entity
-    policy); edits: every edit of the run (those made before shot_index apply)."""
+    policy); edits: the edits made by hand before the shot, in order."""
     wanted = None
     if policy == "entity":
         wanted = tags[shot_name]
@@ -27,4 +26,4 @@ def shot_memory(
         memory = references + entity_memory(bank, wanted, tags, budget=bank.max_memory - len(references))
     else:
         memory = bank.keyframes
-    return steer(memory, bank.archive, bank.sink, in_force(edits, shot_index), bank.max_memory, wanted)
+    return steer(memory, bank.archive, bank.sink, in_force(edits), bank.max_memory, wanted)

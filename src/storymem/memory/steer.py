@@ -2,8 +2,9 @@
 
 The bank itself stays automatic (the sink, the window and the archive of every keyframe); the
 edits are applied on top of the memory a shot would get, so a resumed run, and a run replayed
-from its state, give every shot the same memory. Each edit applies from the shot that was next
-when it was made (its `start`, a shot's place in the story) onwards:
+from its state, give every shot the same memory. Each edit applies to every shot made after
+it (each shot's record in state.json counts the edits made before it; `start`, the shot that
+was next when the edit was made, is kept for the listing):
 
     pin KEYFRAME     the keyframe is in every shot's memory (kept, as the sink keeps its own)
     unpin KEYFRAME   it goes back to the automatic memory
@@ -29,7 +30,7 @@ OPERATIONS = ("pin", "unpin", "drop", "add")
 class Edit:
     op: str  # one of OPERATIONS
     file: str  # the keyframe or added image, relative to the run folder
-    start: int  # the first shot (place in the story) it applies to
+    start: int  # the shot that was next when it was made (its place in the story)
     character: str | None = None  # add: the character the image shows (normalised name)
 
     def record(self) -> dict:
@@ -52,14 +53,12 @@ class Steering:
         return bool(self.pinned or self.dropped or self.added)
 
 
-def in_force(edits: list[Edit], shot_index: int) -> Steering:
-    """What the edits made before shot `shot_index` say, in the order they were made."""
+def in_force(edits: list[Edit]) -> Steering:
+    """What `edits` (those made before a shot, in the order they were made) say together."""
     pinned: list[str] = []
     dropped: set[str] = set()
     added: list[tuple[str, str | None]] = []
     for edit in edits:
-        if edit.start > shot_index:
-            continue
         if edit.op == "pin" and edit.file not in pinned:
             pinned.append(edit.file)
         elif edit.op in ("unpin", "drop") and edit.file in pinned:
