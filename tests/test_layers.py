@@ -21,7 +21,7 @@ LAYERS = [
         "one shot",
         ["pipelines", "acceleration", "build", "distributed", "distributed.context_parallel", "distributed.lockstep"],
     ),
-    ("runs", ["runner", "batch", "rundir", "storyboard", "direct"]),
+    ("runs", ["runner", "batch", "rundir", "storyboard", "direct", "takes"]),
     ("workflows", ["eval", "train", "toyworld", "write", "distributed.workers"]),
     ("faces", ["cli", "cli_options", "app"]),
 ]

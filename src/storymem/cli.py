@@ -601,6 +601,60 @@ def memory(
 
 
 @app.command()
+@pipeline_options
+def reshoot(
+    run: Annotated[Path, typer.Argument(help="A run folder (storymem generate --out).")],
+    shot: Annotated[str, typer.Argument(help="The shot's name in the run folder (e.g. 01_03) or its number.")],
+    options: PipelineOptions,
+    prompt: Annotated[str | None, typer.Option(help="A new prompt for the shot (default: its own).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="The shot's own seed (state.json records each; default: a new one).")
+    ] = None,
+    then: Annotated[
+        str, typer.Option(help="keep: keep the later shots (marked stale); redo: make them again from the new memory.")
+    ] = "keep",
+) -> None:
+    """Make one shot of a run again, with the memory it had; the old take is kept (takes/)."""
+    from .build import build_pipeline
+    from .direct import Run
+
+    if then not in ("keep", "redo"):
+        raise InputError(f"--then must be keep or redo, got {then!r}")
+    directed = Run(run)
+    name = directed.shot_name(int(shot) if shot.isdigit() else shot)
+    pipe = build_pipeline(options)
+    pipe.set_progress_bar_config(leave=False, desc="steps")
+    take = directed.reshoot(pipe, name, prompt, seed, then)
+    record = directed.takes(name)[take - 1]
+    stale = directed.state().get("stale", [])
+    print(
+        f"shot {name}: take {take} (seed {record['seed']}) in use; the others are in {run / 'takes'}"
+        + (f"; stale: {', '.join(stale)}" if stale else "")
+    )
+
+
+@app.command()
+def takes(
+    run: Annotated[Path, typer.Argument(help="A run folder.")],
+    shot: Annotated[str, typer.Argument(help="The shot's name (e.g. 01_03) or its number.")],
+    use: Annotated[int | None, typer.Option(help="Put take N back in use (story.mp4 is joined again).")] = None,
+) -> None:
+    """List the takes of a shot, or switch to one of them."""
+    from .direct import Run
+
+    directed = Run(run)
+    name = directed.shot_name(int(shot) if shot.isdigit() else shot)
+    if use is not None:
+        directed.use_take(name, use)
+    for t in directed.takes(name):
+        mark = "*" if t["in_use"] else " "
+        print(f"{mark} take {t['take']}  seed {t['seed']}  {t['video']}  {t['prompt']}")
+    stale = directed.state().get("stale", [])
+    if stale:
+        print(f"stale (made after other takes): {', '.join(stale)}")
+
+
+@app.command()
 def presets() -> None:
     """List the model presets."""
     from .models.presets import PRESETS

@@ -26,6 +26,7 @@ from .memory.entity import named_characters
 from .memory.steer import Edit, in_force
 from .rundir import RunDirectory
 from .story import load_story, normalise_name
+from .takes import bank_of, current_take, stale_shots, use_take
 from .video import load_image
 
 
@@ -61,6 +62,71 @@ class Run:
 
     def story(self):
         return load_story(self.dir.story_file, check_images=False)
+
+    def shot_name(self, shot: str | int) -> str:
+        """A shot's name ("01_03") from its name or its number in the story (1-based)."""
+        names = [s.name for s in self.story().shots]
+        if isinstance(shot, int) and 1 <= shot <= len(names):
+            return names[shot - 1]
+        if shot in names:
+            return shot
+        raise InputError(
+            f"{self.root}: no shot {shot!r} in this run; its shots are {names[0]} to {names[-1]} (1 to {len(names)})"
+        )
+
+    # ------------------------------------------------------------------ takes
+    def reshoot(
+        self,
+        pipe,
+        shot: str | int,
+        prompt: str | None = None,
+        seed: int | None = None,
+        then: str = "keep",
+        progress: bool = True,
+    ) -> int:
+        """Make a shot again (see `storymem.runner.reshoot`); returns the new take's number."""
+        from .runner import reshoot
+
+        return reshoot(pipe, self.root, self.shot_name(shot), prompt, seed, then, progress=progress)[1]
+
+    def takes(self, shot: str | int) -> list[dict]:
+        """The takes of a shot: [{"take", "seed", "prompt", "video", "in_use"}], oldest first."""
+        name, state = self.shot_name(shot), self.state()
+        if name not in state["completed"]:
+            return []
+        records = state.get("takes", {}).get(name) or [{**state["shots"][name], "take": 1}]
+        prompt = {s.name: s.prompt for s in self.story().shots}[name]
+        using = current_take(state, name)
+        return [
+            {"take": r["take"], "seed": r.get("seed"), "prompt": r.get("prompt", prompt), "video": r["video"],
+             "in_use": r["take"] == using}
+            for r in records
+        ]  # fmt: skip
+
+    def use_take(self, shot: str | int, number: int) -> None:
+        """Put a kept take of a shot back in use: story.mp4 and the storyboard are made again,
+        and the later shots made after another take are marked stale (or current again)."""
+        from .runner import render_run_storyboard
+        from .video import concat_videos
+
+        name = self.shot_name(shot)
+        with self.dir.lock:
+            state, story = self.dir.read_state(), self.story()
+            names = [s.name for s in story.shots]
+            use_take(self.dir, state, name, number)
+            take_prompt = state["takes"][name][number - 1].get("prompt")
+            if take_prompt and take_prompt != {s.name: s.prompt for s in story.shots}[name]:
+                from .runner import story_sha
+
+                story = story.with_prompt(name, take_prompt)  # the story says what the take shows
+                write_json(self.dir.story_file, story.model_dump())
+                state["settings"]["story_sha"] = story_sha(story)
+            state["stale"] = stale_shots(state, names)
+            state["memory"] = bank_of(state, names).state()
+            if len(state["completed"]) == len(names):
+                concat_videos([self.dir.shots / f"{n}.mp4" for n in names], self.dir.video)
+                render_run_storyboard(self.dir, story.shots, state)
+            write_json(self.dir.state_file, state)
 
 
 class RunMemory:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from .options import CONTINUATION_FRAMES, RunSettings
 from .rundir import RunDirectory
 from .story import Shot, Story
 from .storyboard import evenly_spaced, render_storyboard
+from .takes import bank_of, keep_first_take, keep_take, keyframe_prefix, stale_shots, upstream
 from .video import concat_videos, load_image, write_video
 from .weights import fingerprint_all
 
@@ -67,6 +69,13 @@ def story_changes(run: RunDirectory, story: Story) -> str:
     if not changes:
         changes = ["its title, overview, references or characters"]
     return ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
+
+
+def _run_story(run: RunDirectory) -> Story:
+    """The story a run folder holds (its story.json; its reference images are the run's copies)."""
+    from .story import load_story
+
+    return load_story(run.story_file, check_images=False)
 
 
 def story_sha(story: Story) -> str:
@@ -137,6 +146,72 @@ class StoryRunner:
             else:
                 state, bank = self._start(run, story, settings, weights)
             return self._run_shots(run, story, settings, state, bank, start, progress)
+
+    def reshoot(
+        self,
+        out_dir,
+        shot_name: str,
+        prompt: str | None = None,
+        seed: int | None = None,
+        then: str = "keep",
+        progress: bool = True,
+    ) -> tuple[StoryResult, int]:
+        """Make one shot of a finished or stopped run again, with the memory it had (the bank
+        before it, with the takes in use, and every memory edit made so far) and the shot's own
+        seed (None: a new one, recorded). The old take is kept in takes/. then: "keep" keeps the
+        later shots (marked stale) and joins the story again; "redo" makes them again (each
+        keeping its old take). Returns (the result, the new take's number)."""  # fmt: skip
+        if then not in ("keep", "redo"):
+            raise InputError(f"--then must be keep or redo, got {then!r}")
+        run = RunDirectory(out_dir)
+        if not run.state_file.is_file():
+            raise InputError(f"{run.root}: not a storymem run folder (no state.json)")
+        saved = run.prepare(resume=True, overwrite=False)  # locks the folder until the shot is made
+        with run:
+            story = _run_story(run)
+            names = [s.name for s in story.shots]
+            if shot_name not in names:
+                raise InputError(
+                    f"{run.root}: no shot {shot_name!r} in this run; its shots are {names[0]} to {names[-1]}"
+                )
+            if shot_name not in saved["completed"]:
+                raise InputError(
+                    f"{run.root}: shot {shot_name} has not been made yet; continue the run with --resume first"
+                )
+            settings = RunSettings.from_dict(saved["settings"])
+            weights = weights_record(self.pipe, settings, named_clip=self.named_clip)
+            state, _ = self._resume(run, saved, settings, story, weights)
+            index = names.index(shot_name)
+            keep_first_take(run, state, shot_name, story.shots[index].prompt)
+            if prompt is not None and prompt != story.shots[index].prompt:
+                story = story.with_prompt(shot_name, prompt)
+                settings = settings.replace(story_sha=story_sha(story))
+                state["settings"] = settings.record()
+                write_json(run.story_file, story.model_dump())
+            shot = story.shots[index]
+            seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+            self._tags = {s.name: named_characters(s.prompt, story.character_names) for s in story.shots}
+            self._cast, self._edits = state.get("cast", {}), [Edit.from_record(e) for e in state.get("edits", [])]
+            bank = bank_of(state, names[:index])
+            previous = story.shots[index - 1] if index else None
+            ours = settings.method == "storymem"
+            with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
+                record = self._generate(
+                    run, shot, previous, bank, settings, self._encode_prompts([shot], settings), seed,
+                    keyframe_prefix(state, shot_name),
+                )  # fmt: skip
+            record["upstream"] = upstream(state, names[:index])
+            take = keep_take(run, state, shot_name, record, shot.prompt)
+            later = [n for n in names[index + 1 :] if n in state["completed"]]
+            if then == "redo":
+                for name in later:  # each keeps its take before it is made again
+                    keep_first_take(run, state, name, story.shots[names.index(name)].prompt)
+                state["completed"] = [n for n in state["completed"] if n not in later]
+            state["stale"] = stale_shots(state, names)
+            state["memory"] = bank_of(state, names).state()
+            state["finished"] = False
+            write_json(run.state_file, state)
+        return self.run(story, out_dir, settings, resume=True, progress=progress), take
 
     def _start(self, run: RunDirectory, story: Story, settings: RunSettings, weights: dict) -> tuple[dict, MemoryBank]:
         write_json(run.story_file, story.model_dump())
@@ -217,9 +292,14 @@ class StoryRunner:
         with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
             for shot in todo:
                 previous = shots[shot.global_index - 1] if shot.global_index else None
-                record = self._generate(run, shot, previous, bank, settings, embeds)
+                prefix = keyframe_prefix(state, shot.name)
+                record = self._generate(run, shot, previous, bank, settings, embeds, prefix=prefix)
+                record["upstream"] = upstream(state, [s.name for s in shots[: shot.global_index]])
                 state["completed"].append(shot.name)
                 state["shots"][shot.name] = record
+                if shot.name in state.get("takes", {}):  # made again (a reshoot's redo): one more take
+                    keep_take(run, state, shot.name, record, shot.prompt)
+                state["stale"] = stale_shots(state, [s.name for s in shots])
                 state["memory"] = bank.state()
                 write_json(run.state_file, state)
                 if self.release_t2v and not self._may_need_t2v(settings, bank):
@@ -228,7 +308,7 @@ class StoryRunner:
         bar.close()
 
         concat_videos([run.shot_video(s) for s in shots], run.video)
-        self._storyboard(run, shots, state)
+        render_run_storyboard(run, shots, state)
         state["finished"] = True
         write_json(run.state_file, state)
         return StoryResult(run.root, run.video, run.storyboard, len(shots), time.perf_counter() - start, len(todo))
@@ -256,7 +336,11 @@ class StoryRunner:
         bank: MemoryBank,
         settings: RunSettings,
         embeds: dict,
+        seed: int | None = None,
+        prefix: str | None = None,
     ) -> dict:
+        """One shot into the run folder; seed: the shot's own (default: derived from the run's);
+        prefix: its keyframes' file stem (default: the shot's name; a later take's differs)."""
         ours = settings.method == "storymem"
         memory = self._memory_for(shot, bank, settings) if ours else []
         memory_images = [load_image(run.root / k.file) for k in memory]
@@ -266,7 +350,7 @@ class StoryRunner:
         elif previous is not None and settings.method == "chain":
             given_count = 1
         given = [load_image(run.tail_frame(previous.name, i)) for i in range(TAIL - given_count, TAIL)]
-        seed = shot_seed(settings.seed, shot.global_index)
+        seed = shot_seed(settings.seed, shot.global_index) if seed is None else seed
 
         t0 = time.perf_counter()
         output = self.pipe.generate_shot(
@@ -296,7 +380,7 @@ class StoryRunner:
         # frame like them is still kept.
         cast_files = {f for files in self._cast.values() for f in files}
         compared = [k for k in memory if k.file not in cast_files and k.shot != "added"]
-        keyframes = self._select(run, shot, frames, compared) if ours else []
+        keyframes = self._select(run, shot, frames, compared, prefix or shot.name) if ours else []
         bank.extend(keyframes)
         select_s = time.perf_counter() - t1
         mode = output.mode.value
@@ -319,7 +403,7 @@ class StoryRunner:
         return shot_memory(bank, shot.name, policy, self._tags, self._cast, self._edits)
 
     def _select(
-        self, run: RunDirectory, shot: Shot, frames: list[PIL.Image.Image], compared: list[Keyframe]
+        self, run: RunDirectory, shot: Shot, frames: list[PIL.Image.Image], compared: list[Keyframe], prefix: str
     ) -> list[Keyframe]:
         """The shot's new keyframes; a frame too close to one of `compared`, the memory that
         conditioned the shot, is not kept. Officially that is the whole bank. Under the entity
@@ -338,23 +422,30 @@ class StoryRunner:
         chosen = select_keyframes(embeddings, scores, threshold, memory)
         keyframes = []
         for i in chosen:
-            path = run.memory / f"{shot.name}_f{i:03d}.png"
+            path = run.memory / f"{prefix}_f{i:03d}.png"
             frames[i].save(path)
             keyframes.append(Keyframe(run.relative(path), shot.name, i))
         return keyframes
 
-    def _storyboard(self, run: RunDirectory, shots: list[Shot], state: dict) -> None:
-        from .video import read_video
 
-        rows = []
-        for shot in shots:
-            record = state["shots"][shot.name]
-            video = read_video(run.root / record["video"])
-            frames = [PIL.Image.fromarray(video[i]) for i in evenly_spaced(4, len(video))]
-            memory = [load_image(run.root / f) for f in record["memory"]]
-            label = f"{shot.name}  {record['mode'].upper()}  {shot.prompt[:90]}"
-            rows.append((label, frames, memory))
-        render_storyboard(rows, run.storyboard)
+def render_run_storyboard(run: RunDirectory, shots: list[Shot], state: dict) -> None:
+    """storyboard.png: a row per shot (four frames, then its memory), labelled with its mode, the
+    take in use when it has several, and "stale" when it was made after other takes."""
+    from .video import read_video
+
+    stale = set(state.get("stale", []))
+    rows = []
+    for shot in shots:
+        record = state["shots"][shot.name]
+        video = read_video(run.root / record["video"])
+        frames = [PIL.Image.fromarray(video[i]) for i in evenly_spaced(4, len(video))]
+        memory = [load_image(run.root / f) for f in record["memory"]]
+        take = f"  take {record['take']}" if shot.name in state.get("takes", {}) else ""
+        label = (
+            f"{shot.name}  {record['mode'].upper()}{take}{'  STALE' if shot.name in stale else ''}  {shot.prompt[:80]}"
+        )
+        rows.append((label, frames, memory))
+    render_storyboard(rows, run.storyboard)
 
 
 def resolve_settings(pipe, story: Story, settings: RunSettings, check_images: bool = True) -> RunSettings:
@@ -494,22 +585,53 @@ def generate_story(
     # A resume reads the references from the run folder, so the originals may be gone.
     resuming = resume and RunDirectory(out_dir).state_file.is_file()
     run_settings = resolve_settings(pipe, story, settings or RunSettings(), check_images=not resuming)
+    runner = _runner(pipe, run_settings, embedder, scorer, aesthetic_head, release_t2v, callback_on_step_end)
+    try:
+        return runner.run(story, out_dir, run_settings, resume=resume, overwrite=overwrite, progress=progress)
+    except OSError as e:
+        raise StoryMemError(f"{out_dir}: {e.strerror or e} (disk full or no permission?)") from None
+
+
+def _runner(pipe, settings: RunSettings, embedder, scorer, aesthetic_head, release_t2v=True, on_step=None):
+    """A StoryRunner with the run's keyframe models: those given, else the CLIP named by
+    `keyframe_clip` (else the preset's) and the quality filter named by `quality`, loaded (and
+    checked) before the run folder is touched."""
     named_clip = embedder is None
-    if run_settings.method == "storymem":  # loaded (and checked) before the run folder is touched
+    if settings.method == "storymem":
         from .scoring import make_quality_scorer
 
         if scorer is None:
-            scorer = make_quality_scorer(
-                run_settings.quality, device=pipe._execution_device, aesthetic_head=aesthetic_head
-            )
+            scorer = make_quality_scorer(settings.quality, device=pipe._execution_device, aesthetic_head=aesthetic_head)
         if embedder is None:
-            name = run_settings.keyframe_clip or pipe.preset.keyframe_embedder
+            name = settings.keyframe_clip or pipe.preset.keyframe_embedder
             embedder = load_keyframe_embedder(name, pipe._execution_device)
-    runner = StoryRunner(
-        pipe, embedder=embedder, quality=scorer, keyframe_clip=run_settings.keyframe_clip, release_t2v=release_t2v,
-        on_step=callback_on_step_end, named_clip=named_clip,
+    return StoryRunner(
+        pipe, embedder=embedder, quality=scorer, keyframe_clip=settings.keyframe_clip, release_t2v=release_t2v,
+        on_step=on_step, named_clip=named_clip,
     )  # fmt: skip
+
+
+def reshoot(
+    pipe,
+    out_dir,
+    shot: str,
+    prompt: str | None = None,
+    seed: int | None = None,
+    then: str = "keep",
+    *,
+    embedder=None,
+    scorer=None,
+    aesthetic_head=None,
+    progress: bool = True,
+) -> tuple[StoryResult, int]:
+    """Make shot `shot` (its name, e.g. "01_03") of the run in `out_dir` again: see
+    `StoryRunner.reshoot`. The run's own settings are used; the pipeline must hold its weights."""  # fmt: skip
+    run = RunDirectory(out_dir)
+    if not run.state_file.is_file():
+        raise InputError(f"{run.root}: not a storymem run folder (no state.json)")
+    settings = RunSettings.from_dict(run.read_state()["settings"])
+    runner = _runner(pipe, settings, embedder, scorer, aesthetic_head)
     try:
-        return runner.run(story, out_dir, run_settings, resume=resume, overwrite=overwrite, progress=progress)
+        return runner.reshoot(out_dir, shot, prompt, seed, then, progress)
     except OSError as e:
         raise StoryMemError(f"{out_dir}: {e.strerror or e} (disk full or no permission?)") from None

@@ -87,6 +87,17 @@ class Story(BaseModel):
             if isinstance(c, Character) and c.references
         }
 
+    def with_prompt(self, shot_name: str, prompt: str) -> Story:
+        """The same story with one shot's prompt changed (a reshoot with a new prompt), checked."""
+        data = self.model_dump()
+        place = [s.name for s in self.shots].index(shot_name)
+        for scene in data["scenes"]:
+            if place < len(scene["video_prompts"]):
+                scene["video_prompts"][place] = prompt
+                break
+            place -= len(scene["video_prompts"])
+        return parse_story(data, file="the story")
+
     @property
     def shots(self) -> list[Shot]:
         """All shots in order; memory carries across scenes, so this is the generation order."""
