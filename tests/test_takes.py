@@ -10,6 +10,7 @@ import pytest
 import storymem.runner
 from conftest import run_story
 from storymem import Run
+from storymem.app.views import run_view
 from storymem.errors import InputError
 from storymem.files import FolderLock
 from storymem.runner import reshoot
@@ -96,6 +97,11 @@ def test_a_new_prompt_goes_into_the_story_and_back_with_its_take(tiny_pipe, made
     assert stdout == f"shot 02_01: take 2 (seed 7) in use; the others are in {made / 'takes'}; stale: 02_02\n"
     story = json.loads((made / "story.json").read_text())
     assert story["scenes"][1]["video_prompts"][0] == "Pip sleeps."
+    # eval and the app's Runs tab say which take each shot uses and which are stale
+    code, stdout, err = cli("eval", made)
+    assert code == 0 and stdout.splitlines()[-1] == "takes in use: 02_01 take 2; stale: 02_02", err
+    captions = [caption for _, caption in run_view(made)["shots"]]
+    assert captions[2:] == ["02_01 · M2V · take 2", "02_02 · M2V · stale"]
     code, stdout, err = cli("takes", made, "02_01", "--use", "1")
     assert code == 0, err
     assert stdout.splitlines()[0].startswith("* take 1") and stdout.splitlines()[1].endswith("Pip sleeps.")

@@ -280,6 +280,10 @@ def eval_command(
         table.add_row(key, f"- ({undefined[key]})" if key in undefined else f"{value:.4f}")
     Console().print(table)
     print(f"features: {metrics['extractor']}; aesthetic: {metrics['aesthetic_model'] or 'not measured'}")
+    retaken = [f"{s['shot']} take {s['take']}" for s in metrics["shots"] if s["take"] != 1]
+    stale = [s["shot"] for s in metrics["shots"] if s["stale"]]
+    if retaken or stale:
+        print(f"takes in use: {', '.join(retaken) or 'the first everywhere'}; stale: {', '.join(stale) or 'none'}")
 
 
 @app.command()

@@ -34,7 +34,9 @@ def run_view(run: Path) -> dict:
         record = state["shots"].get(name, {})
         video = run / record.get("video", f"shots/{name}.mp4")
         if video.is_file():
-            view["shots"].append((str(video), f"{name} · {record.get('mode', '?').upper()}"))
+            take = f" · take {record['take']}" if name in state.get("takes", {}) else ""
+            stale = " · stale" if name in state.get("stale", []) else ""
+            view["shots"].append((str(video), f"{name} · {record.get('mode', '?').upper()}{take}{stale}"))
     try:
         bank = MemoryBank.from_state(state["memory"])
     except (KeyError, TypeError, ValueError):

@@ -140,6 +140,8 @@ def evaluate_run(run_dir, extractor, aesthetic=None, extra=None, progress: bool 
                 "prompt": shot.prompt,
                 "prompt_similarity": float(prompt_sims[i]),
                 "aesthetic": aesthetics[i] if aesthetics else None,
+                "take": state["shots"][shot.name].get("take", 1),  # which take is in use (storymem reshoot)
+                "stale": shot.name in state.get("stale", []),  # made after another take of an earlier shot
             }
             for i, shot in enumerate(shots)
         ],
