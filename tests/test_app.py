@@ -337,6 +337,51 @@ def test_reopen_an_interrupted_run_resume_it_and_close_the_tab(app, tmp_path):
         wait_for(driver, lambda d: len(css(d, "#compare-videos video")) == 2, "two videos side by side")
 
 
+def test_steer_the_memory_and_reshoot_a_shot_in_the_page(app, tmp_path):
+    """The Run tab directs a run: click a memory picture, pin it, then drop it; reshoot shot 2
+    with a new prompt, see the new take among the shots, switch back to the first."""
+    url, runs = app
+    out = runs / "direct"
+    args = [sys.executable, "-m", "storymem.cli", "generate", EXAMPLE, "--out", out, "--model", "toy", "--steps", "4"]
+    subprocess.run(list(map(str, args)), check=True, capture_output=True)
+    with browser(tmp_path, "direct") as driver:
+        open_run(driver, url, "direct")
+        wait_for(driver, lambda d: "finished: direct (6 shots)" in text_of(d, "run-status"), "the run")
+        wait_for(driver, lambda d: css(d, "#memory img"), "the memory pictures")
+        press(driver, lambda d: css(d, "#memory img")[0], "the first memory picture")
+        wait_for(driver, lambda d: field(d, "keyframe").get_attribute("value"), "its name in the keyframe field")
+        name = field(driver, "keyframe").get_attribute("value")
+        click(driver, "pin")
+        wait_for(driver, lambda d: f"pin {name}: from the next shot on" in text_of(d, "direct-message"), "the pin")
+        wait_for(driver, lambda d: "pinned" in text_of(d, "memory"), "the pinned mark")
+        click(driver, "drop")
+        wait_for(driver, lambda d: f"drop {name}" in text_of(d, "direct-message"), "the drop")
+        wait_for(
+            driver, lambda d: "dropped" in text_of(d, "memory") and "pinned" not in text_of(d, "memory"), "the mark"
+        )
+
+        field(driver, "reshoot-shot").send_keys("2")
+        field(driver, "reshoot-prompt").send_keys("Tam rests in the forest.")
+        click(driver, "reshoot")
+        # the only keyframe was dropped, so the new take is drawn from text; the later shots are stale
+        wait_for(driver, lambda d: "01_02 · T2V · take 2" in text_of(d, "shot-videos"), "the new take", timeout=240)
+        assert "01_03 · MI2V · stale" in text_of(driver, "shot-videos")
+        number = field(driver, "take-number")
+        clear(number)
+        number.send_keys("1")
+        click(driver, "use-take")
+        wait_for(driver, lambda d: "shot 01_02: take 1 in use" in text_of(d, "direct-message"), "the switch back")
+    state = json.loads((out / "state.json").read_text())
+    assert [(e["op"], e["file"]) for e in state["edits"]] == [
+        ("pin", f"memory/{name}.png"),
+        ("drop", f"memory/{name}.png"),
+    ]
+    assert state["shots"]["01_02"]["take"] == 1 and [t["prompt"] for t in state["takes"]["01_02"]] == [
+        "Tam walks in the forest, close-up.",
+        "Tam rests in the forest.",
+    ]
+
+
 def test_step_callback_reports_every_step(tiny_pipe):
     """diffusers' callback_on_step_end: after each step, with the latents; what it returns is used."""
     seen = []

@@ -623,14 +623,16 @@ def reshoot(
     scorer=None,
     aesthetic_head=None,
     progress: bool = True,
+    on_step=None,
 ) -> tuple[StoryResult, int]:
     """Make shot `shot` (its name, e.g. "01_03") of the run in `out_dir` again: see
-    `StoryRunner.reshoot`. The run's own settings are used; the pipeline must hold its weights."""  # fmt: skip
+    `StoryRunner.reshoot`. The run's own settings are used; the pipeline must hold its weights.
+    on_step: called after each denoising step (diffusers' callback_on_step_end)."""
     run = RunDirectory(out_dir)
     if not run.state_file.is_file():
         raise InputError(f"{run.root}: not a storymem run folder (no state.json)")
     settings = RunSettings.from_dict(run.read_state()["settings"])
-    runner = _runner(pipe, settings, embedder, scorer, aesthetic_head)
+    runner = _runner(pipe, settings, embedder, scorer, aesthetic_head, on_step=on_step)
     try:
         return runner.reshoot(out_dir, shot, prompt, seed, then, progress)
     except OSError as e:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..build import build_pipeline
 from ..errors import StoryMemError
 from ..options import PipelineOptions, RunSettings
-from ..runner import generate_story
+from ..runner import generate_story, reshoot
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Job:
     settings: RunSettings
     options: PipelineOptions  # what builds the pipeline
     resume: bool = False
+    reshoot: dict | None = None  # {"shot", "prompt", "seed", "then"}: make one shot of the run again
     status: str = "queued"  # queued, running, finished, failed
     error: str = ""
     step: int = 0
@@ -79,10 +80,13 @@ class Generator:
                     job.step, job.steps = step + 1, pipe.num_timesteps
                     return tensors
 
-                result = generate_story(
-                    pipe, job.story, job.run_dir, job.settings, resume=job.resume, progress=False,
-                    callback_on_step_end=on_step,
-                )  # fmt: skip
+                if job.reshoot is not None:
+                    result, _ = reshoot(pipe, job.run_dir, **job.reshoot, progress=False, on_step=on_step)
+                else:
+                    result = generate_story(
+                        pipe, job.story, job.run_dir, job.settings, resume=job.resume, progress=False,
+                        callback_on_step_end=on_step,
+                    )  # fmt: skip
                 job.generated = result.generated
                 job.status = "finished"
             except StoryMemError as e:  # the CLI's one-line message, shown in the page

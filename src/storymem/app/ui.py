@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..direct import Run
 from ..errors import StoryMemError
 from ..models.presets import PRESETS
 from ..options import MODE_CHOICES, POLICIES, PipelineOptions, RunSettings
@@ -199,6 +200,60 @@ def build_app(
         generator.submit(job)
         return f"submitted: resume {run_dir}"
 
+    def pick_keyframe(run, evt: gr.SelectData):
+        """A click on a memory picture puts its name in the keyframe field."""
+        names = run_view(Path(run))["memory_names"] if run else []
+        return names[evt.index] if 0 <= evt.index < len(names) else gr.update()
+
+    def edit_memory(action):
+        def edit(run, name):
+            if not run:
+                return "error: open a run first"
+            try:
+                edit = getattr(Run(run).memory, action)((name or "").strip())
+            except StoryMemError as e:
+                return f"error: {e}"
+            return f"{action} {Path(edit.file).stem}: from the next shot on (resume the run, or reshoot a shot)"
+
+        return edit
+
+    def add_to_memory(run, image, character):
+        if not run or not image:
+            return "error: open a run and choose an image first"
+        try:
+            edit = Run(run).memory.add(image, (character or "").strip() or None)
+        except StoryMemError as e:
+            return f"error: {e}"
+        return f"added {Path(edit.file).stem}: from the next shot on"
+
+    def start_reshoot(run, shot, new_prompt, shot_seed, then, model, memory_mode, preview):
+        if not run:
+            return "error: open a run first"
+        try:
+            directed = Run(run)
+            name = directed.shot_name(int(shot) if str(shot).strip().isdigit() else str(shot or "").strip())
+            seed_value = int(shot_seed) if str(shot_seed or "").strip() else None
+            saved = directed.state()["settings"]
+            job_options = _options(saved.get("model", model), memory_mode, saved.get("preview") or preview)
+        except StoryMemError as e:
+            return f"error: {e}"
+        except ValueError:
+            return f"error: seed {shot_seed!r}: a whole number, or empty for a new one"
+        order = {"shot": name, "prompt": (new_prompt or "").strip() or None, "seed": seed_value, "then": then}
+        generator.submit(Job(Path(run), None, None, job_options, reshoot=order))
+        return f"submitted: reshoot {name}"
+
+    def switch_take(run, shot, number):
+        if not run:
+            return "error: open a run first"
+        try:
+            directed = Run(run)
+            name = directed.shot_name(int(shot) if str(shot).strip().isdigit() else str(shot or "").strip())
+            directed.use_take(name, int(number or 1))
+        except StoryMemError as e:
+            return f"error: {e}"
+        return f"shot {name}: take {int(number or 1)} in use"
+
     def refresh(run):
         if not run:
             return ("", gr.update(), gr.update(), gr.update(), gr.update(), gr.update())
@@ -330,6 +385,24 @@ def build_app(
                 memory = gr.Gallery(label="Memory bank now (sink, then window)", columns=10, height=170, fit_columns=False,
                                     allow_preview=False, elem_id="memory")  # fmt: skip
                 with gr.Row():
+                    keyframe = gr.Textbox(label="Keyframe (click a memory picture)", elem_id="keyframe", scale=2)
+                    pin_button = gr.Button("Pin", elem_id="pin", scale=0)
+                    unpin_button = gr.Button("Unpin", elem_id="unpin", scale=0)
+                    drop_button = gr.Button("Drop", elem_id="drop", scale=0)
+                    added = gr.File(label="Add an image to the memory", file_types=["image"], type="filepath",
+                                    elem_id="add-image", scale=2)  # fmt: skip
+                    added_character = gr.Textbox(label="It shows (character, optional)", elem_id="add-character")
+                    add_button = gr.Button("Add", elem_id="add-memory", scale=0)
+                with gr.Row():
+                    reshoot_shot = gr.Textbox(label="Reshoot shot (name or number)", elem_id="reshoot-shot")
+                    reshoot_prompt = gr.Textbox(label="New prompt (empty: its own)", elem_id="reshoot-prompt", scale=3)
+                    reshoot_seed = gr.Textbox(label="Seed (empty: a new one)", elem_id="reshoot-seed")
+                    reshoot_then = gr.Radio(["keep", "redo"], value="keep", label="Later shots", elem_id="reshoot-then")
+                    reshoot_button = gr.Button("Reshoot", elem_id="reshoot", scale=0)
+                    take_number = gr.Number(1, precision=0, minimum=1, label="Take", elem_id="take-number", scale=0)
+                    take_button = gr.Button("Use this take", elem_id="use-take", scale=0)
+                direct_message = gr.Markdown(elem_id="direct-message")
+                with gr.Row():
                     storyboard = gr.Image(label="Storyboard", type="filepath", elem_id="storyboard")
                     story_video = gr.Video(label="The story", elem_id="story-video")
                 downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads")
@@ -370,6 +443,16 @@ def build_app(
             [current, message],
         )  # fmt: skip
         resume_button.click(resume, [current, model, memory_mode, preview], message)
+        memory.select(pick_keyframe, current, keyframe)
+        for button, action in ((pin_button, "pin"), (unpin_button, "unpin"), (drop_button, "drop")):
+            button.click(edit_memory(action), [current, keyframe], direct_message)
+        add_button.click(add_to_memory, [current, added, added_character], direct_message)
+        reshoot_button.click(
+            start_reshoot,
+            [current, reshoot_shot, reshoot_prompt, reshoot_seed, reshoot_then, model, memory_mode, preview],
+            direct_message,
+        )
+        take_button.click(switch_take, [current, reshoot_shot, take_number], direct_message)
         outputs = [status, shots, memory, storyboard, story_video, downloads]
         gr.Timer(1.0).tick(refresh, current, outputs)
         for dropdown in (runs, left, right):

@@ -22,11 +22,12 @@ def shot_count(run: Path) -> int:
 
 
 def run_view(run: Path) -> dict:
-    """shots: [(video, caption)], memory: [(image, caption)] (the bank now: sink, then window),
+    """shots: [(video, caption)], memory: [(image, caption)] (the bank now: sink, window, and what
+    was pinned, dropped or added by hand; memory_names: their names, for the edits),
     storyboard / video: paths once made, completed / total shots, finished, settings."""
     run = Path(run)
     state = _read(run / "state.json")
-    view = {"shots": [], "memory": [], "storyboard": None, "video": None, "completed": 0,
+    view = {"shots": [], "memory": [], "memory_names": [], "storyboard": None, "video": None, "completed": 0,
             "total": shot_count(run), "finished": False, "settings": {}}  # fmt: skip
     if state is None:
         return view
@@ -37,16 +38,14 @@ def run_view(run: Path) -> dict:
             take = f" · take {record['take']}" if name in state.get("takes", {}) else ""
             stale = " · stale" if name in state.get("stale", []) else ""
             view["shots"].append((str(video), f"{name} · {record.get('mode', '?').upper()}{take}{stale}"))
-    try:
-        bank = MemoryBank.from_state(state["memory"])
-    except (KeyError, TypeError, ValueError):
-        bank = None
-    if bank is not None:
-        for part, keyframes in (("sink", bank.sink), ("window", bank.window)):
-            for k in keyframes:
-                source = "reference" if k.shot == "ref" else f"shot {k.shot}, frame {k.frame}"
-                if (run / k.file).is_file():
-                    view["memory"].append((str(run / k.file), f"{part} · {source}"))
+    for entry in memory_entries(run):
+        source = {"reference": "reference", "added": "added by hand"}.get(
+            entry.place, f"shot {entry.shot}, frame {entry.frame}"
+        )
+        flags = "".join(f" · {f}" for f, on in (("pinned", entry.pinned), ("dropped", entry.dropped)) if on)
+        if (run / entry.file).is_file():
+            view["memory"].append((str(run / entry.file), f"{entry.place} · {source}{flags} · {entry.name}"))
+            view["memory_names"].append(entry.name)
     view["completed"] = len(state.get("completed", []))
     view["finished"] = bool(state.get("finished"))
     view["settings"] = state.get("settings", {})
@@ -54,6 +53,27 @@ def run_view(run: Path) -> dict:
         view["storyboard"] = str(run / "storyboard.png") if (run / "storyboard.png").is_file() else None
         view["video"] = str(run / "story.mp4") if (run / "story.mp4").is_file() else None
     return view
+
+
+def memory_entries(run: Path) -> list:
+    """The run's memory as `storymem memory RUN` lists it, or the bank alone (sink, window) when
+    the run's story cannot be read."""
+    from ..direct import MemoryEntry, Run
+    from ..errors import StoryMemError
+
+    try:
+        return [e for e in Run(run).memory.entries() if e.place != "archive" or e.pinned or e.dropped]
+    except (StoryMemError, OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        bank = MemoryBank.from_state(json.loads((Path(run) / "state.json").read_text())["memory"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return []
+    return [
+        MemoryEntry(Path(k.file).stem, k.file, k.shot, k.frame, "reference" if k.shot == "ref" else part, ())
+        for part, keyframes in (("sink", bank.sink), ("window", bank.window))
+        for k in keyframes
+    ]
 
 
 def list_runs(root: Path) -> list[str]:
