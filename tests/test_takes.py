@@ -123,3 +123,17 @@ def test_bad_reshoots_are_one_line_and_change_nothing(tiny_pipe, made, cli, tmp_
     code, _, err = cli("reshoot", tmp_path, "1", "--model", "tiny")
     assert (code, err) == (1, f"error: {tmp_path}: not a storymem run folder (no state.json)\n")
     assert (made / "state.json").read_bytes() == before and not (made / "takes").exists()
+
+
+def test_a_stopped_run_stays_stopped_after_a_reshoot_that_keeps(tiny_pipe, tmp_path):
+    from test_cast import StopAtShot
+
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        run_story(tiny_pipe, parse_story(STORY), out, callback_on_step_end=StopAtShot(3, 2), **SETTINGS)
+    result, take = reshoot(tiny_pipe, out, "01_01", seed=1, progress=False)
+    state = state_of(out)
+    assert (take, result.generated) == (2, 1)
+    assert state["completed"] == ["01_01", "01_02"] and not state["finished"] and state["stale"] == ["01_02"]
+    with pytest.raises(InputError, match="shot 02_01 has not been made yet; continue the run with --resume first"):
+        reshoot(tiny_pipe, out, "02_01", progress=False)

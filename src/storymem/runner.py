@@ -163,6 +163,7 @@ class StoryRunner:
         keeping its old take). Returns (the result, the new take's number)."""  # fmt: skip
         if then not in ("keep", "redo"):
             raise InputError(f"--then must be keep or redo, got {then!r}")
+        start = time.perf_counter()
         run = RunDirectory(out_dir)
         if not run.state_file.is_file():
             raise InputError(f"{run.root}: not a storymem run folder (no state.json)")
@@ -211,6 +212,8 @@ class StoryRunner:
             state["memory"] = bank_of(state, names).state()
             state["finished"] = False
             write_json(run.state_file, state)
+            if then == "keep" and len(state["completed"]) < len(names):  # a stopped run stays stopped
+                return StoryResult(run.root, run.video, run.storyboard, len(names), time.perf_counter() - start, 1), take
         return self.run(story, out_dir, settings, resume=True, progress=progress), take
 
     def _start(self, run: RunDirectory, story: Story, settings: RunSettings, weights: dict) -> tuple[dict, MemoryBank]:
