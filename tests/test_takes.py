@@ -118,6 +118,7 @@ def test_bad_reshoots_are_one_line_and_change_nothing(tiny_pipe, made, cli, tmp_
         reshoot(tiny_pipe, made, "01_01", then="later", progress=False)
     with FolderLock(made), pytest.raises(InputError, match="another storymem process"):
         reshoot(tiny_pipe, made, "01_01", progress=False)
+    assert cli("takes", made, "01_01", "--use", "1")[0] == 0  # its only take: already in use
     code, _, err = cli("takes", made, "01_01", "--use", "2")
     assert (code, err) == (1, f"error: {made}: shot 01_01 has one take; there is no take 2\n")
     code, _, err = cli("reshoot", tmp_path, "1", "--model", "tiny")

@@ -113,6 +113,10 @@ class Run:
         with self.dir.lock:
             state, story = self.dir.read_state(), self.story()
             names = [s.name for s in story.shots]
+            if name not in state["completed"]:
+                raise InputError(f"{self.root}: shot {name} has not been made yet; it has no takes")
+            if number == 1 and name not in state.get("takes", {}):
+                return  # its only take is in use
             use_take(self.dir, state, name, number)
             take_prompt = state["takes"][name][number - 1].get("prompt")
             if take_prompt and take_prompt != {s.name: s.prompt for s in story.shots}[name]:
