@@ -418,3 +418,23 @@ def test_the_notes_one_frame_shot_figures_are_the_stored_results():
     shape = stored_result("toy_shape_copy_oneframe_seed1_nolora")["summary"]
     other, same = shape["memory-other"]["shape"], shape["memory-same"]["shape"]
     assert f"from another scene {other:.3f} and from the same scene {same:.3f}" in flat
+
+
+def test_the_cast_table_is_the_stored_result():
+    """docs/toy-model.md's cast table and its gains come from the stored cast benchmark."""
+    page = (REPO / "docs" / "toy-model.md").read_text()
+    flat = " ".join(page.split())
+    result = stored_result("toy_cast_shipped")
+    labels = {
+        "cast": "each character's own (cast)",
+        "global": "all of them for every shot (global, MR2V)",
+        "none": "none",
+    }
+    for name, title in (("cast2", "2 characters"), ("cast3", "3 characters")):
+        for i, (variant, label) in enumerate(labels.items()):
+            cells = [f"{result[name][variant][c]:.3f}" for c in ("identity", "identity_colour", "identity_intro")]
+            cells = [f"**{c}**" for c in cells] if variant == "cast" else cells
+            row = f"| {title if i == 0 else ''} | {label} | {' | '.join(cells)} |"
+            assert row.replace("|  |", "| |") in page, row
+    gains = [100 * (result[n]["cast"]["identity"] - result[n]["global"]["identity"]) for n in ("cast2", "cast3")]
+    assert f"by +{gains[0]:.1f} points with 2 characters and +{gains[1]:.1f} with 3" in flat
