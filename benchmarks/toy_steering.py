@@ -2,7 +2,9 @@
 multi set), the official memory as it comes against the same memory steered the way a director
 would, between every two shots (`storymem memory RUN ...`):
 
-- pin each character's introduction: the first keyframe of the first shot naming it;
+- pin each character's introduction (the first keyframe of the first shot naming it) for that
+  character: dropped from the shared memory and added back with `--character`, so that only the
+  shots naming the character get it (a pin is for every shot);
 - drop every other keyframe that shows another character than the one the next shot names.
 
 Each steered story is made one shot at a time (a run stopped after each shot, steered, resumed),
@@ -54,15 +56,16 @@ def direct(run_dir: Path, story, intros: dict[str, str]) -> None:
     names = story.character_names
     tags = {s.name: named_characters(s.prompt, names) for s in story.shots}
     done = state["completed"]
-    for character in map(str.lower, names):  # pin a character's introduction once it exists
+    for character in map(str.lower, names):  # a character's introduction, for it alone
         first = next((s for s in done if character in tags[s] and state["shots"][s]["keyframes"]), None)
         if character not in intros and first is not None:
             intros[character] = state["shots"][first]["keyframes"][0]
-            run.memory.pin(intros[character])
+            run.memory.drop(intros[character])
+            run.memory.add(run_dir / intros[character], character=character)
     if len(done) == len(story.shots):
         return
     wanted = tags[story.shots[len(done)].name]
-    dropped = {e["file"] for e in state.get("edits", []) if e["op"] == "drop"}
+    dropped = {e["file"] for e in Run(run_dir).state().get("edits", []) if e["op"] == "drop"}
     for shot in done:
         for file in state["shots"][shot]["keyframes"]:
             if file not in intros.values() and file not in dropped and tags[shot] and not tags[shot] & wanted:

@@ -11,6 +11,7 @@ from conftest import run_story
 from storymem import Run
 from storymem.files import FolderLock
 from storymem.memory import Keyframe, MemoryBank
+from storymem.memory.choose import shot_memory
 from storymem.memory.steer import Edit, in_force, steer
 from storymem.story import parse_story
 from storymem.video import read_video
@@ -53,9 +54,14 @@ def test_steered_memory_keeps_pins_and_additions_and_gives_way_oldest_window_fir
     steered = steer(bank.keyframes, bank.archive, bank.sink, steering, 4)
     # 4 in all: the added image and the pin first; the window's oldest gave way, the sink stays
     assert steered == [Keyframe("memory/added_00.png", "added", 0), k("s2"), k("s1"), k("s6")]
-    # under the entity policy, an image added for Bo goes only to shots that name Bo
+    # an image added for Bo goes only to shots that name Bo
     pip_only = steer(bank.keyframes, bank.archive, bank.sink, steering, 4, wanted=frozenset({"pip"}))
     assert pip_only == [k("s2"), k("s1"), k("s5"), k("s6")]
+    # the same under the official policy: an image added for a character goes to its shots only
+    tags = {"s7": frozenset({"pip"}), "s8": frozenset({"bo"})}
+    edits = [Edit("pin", k("s2").file, 0), added]
+    assert shot_memory(bank, "s7", "official", tags, {}, edits) == pip_only
+    assert shot_memory(bank, "s8", "official", tags, {}, edits) == steered
 
 
 def picture(path, grey=200):

@@ -210,7 +210,7 @@ class RunMemory:
 
     def add(self, image: str | Path, character: str | None = None) -> Edit:
         """An image of your own, kept like a reference from the next shot on; with a character,
-        under the entity policy only the shots naming it get it."""
+        only the shots naming it get it."""
         return self._edit("add", str(image), character)
 
     def _edit(self, op: str, target: str, character: str | None = None) -> Edit:

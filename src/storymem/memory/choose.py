@@ -19,9 +19,8 @@ def shot_memory(
 ) -> list[Keyframe]:
     """tags: shot name -> the characters it names; cast: character -> its pictures (entity
     policy); edits: the edits made by hand before the shot, in order."""
-    wanted = None
+    wanted = tags[shot_name]  # an image added by hand for a character goes to the shots naming it
     if policy == "entity":
-        wanted = tags[shot_name]
         references = cast_memory(cast, wanted)
         memory = references + entity_memory(bank, wanted, tags, budget=bank.max_memory - len(references))
     else:

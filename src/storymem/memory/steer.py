@@ -9,8 +9,8 @@ was next when the edit was made, is kept for the listing):
     pin KEYFRAME     the keyframe is in every shot's memory (kept, as the sink keeps its own)
     unpin KEYFRAME   it goes back to the automatic memory
     drop KEYFRAME    never in a shot's memory again (nor compared with new frames)
-    add IMAGE        an image of the user's, kept like a reference; with a character, under the
-                     entity policy only the shots naming that character get it
+    add IMAGE        an image of the user's, kept like a reference; with a character, only the
+                     shots naming that character get it (under either memory policy)
 
 A shot's memory is then: the added images, the pinned keyframes, then the automatic memory
 without the pinned and dropped ones; when that is more than max_memory, the automatic part
@@ -79,7 +79,7 @@ def steer(
     wanted: frozenset[str] | None = None,
 ) -> list[Keyframe]:
     """A shot's memory after the edits. memory: what the policy chose; archive, sink: the bank's;
-    wanted: the characters the shot names under the entity policy (None: every added image)."""
+    wanted: the characters the shot names (None: every added image)."""
     if not steering:
         return memory
     added = [
