@@ -438,3 +438,15 @@ def test_the_cast_table_is_the_stored_result():
             assert row.replace("|  |", "| |") in page, row
     gains = [100 * (result[n]["cast"]["identity"] - result[n]["global"]["identity"]) for n in ("cast2", "cast3")]
     assert f"by +{gains[0]:.1f} points with 2 characters and +{gains[1]:.1f} with 3" in flat
+
+
+def test_the_steering_table_is_the_stored_result():
+    """docs/direct.md's steering figures come from the stored toy steering benchmark."""
+    page = (REPO / "docs" / "direct.md").read_text()
+    result = stored_result("toy_steering_shipped")["summary"]
+    for method, label in (("automatic", "automatic (official)"), ("steered", "steered by hand")):
+        cells = [f"{result[method][c]:.3f}" for c in ("identity", "identity_colour", "identity_intro")]
+        cells = [f"**{c}**" for c in cells] if method == "steered" else cells
+        assert f"| {label} | {' | '.join(cells)} |" in page, method
+    gain = 100 * (result["steered"]["identity"] - result["automatic"]["identity"])
+    assert f"Steering adds +{gain:.1f} points of per-character identity" in page
