@@ -138,3 +138,18 @@ def test_a_stopped_run_stays_stopped_after_a_reshoot_that_keeps(tiny_pipe, tmp_p
     assert state["completed"] == ["01_01", "01_02"] and not state["finished"] and state["stale"] == ["01_02"]
     with pytest.raises(InputError, match="shot 02_01 has not been made yet; continue the run with --resume first"):
         reshoot(tiny_pipe, out, "02_01", progress=False)
+
+
+def test_a_reshoot_stopped_midway_loses_nothing(tiny_pipe, made):
+    """A reshoot killed after saving take 1 and writing the new video into shots/, before
+    state.json recorded anything: the next reshoot puts take 1 back first, so it is never lost."""
+    from storymem.rundir import RunDirectory
+    from storymem.takes import keep_first_take
+
+    original = read_video(made / "shots/02_01.mp4")
+    keep_first_take(RunDirectory(made), state_of(made), "02_01", "Pip rests.")  # saved, not recorded
+    (made / "shots/02_01.mp4").write_bytes((made / "shots/01_01.mp4").read_bytes())  # the new video, half-done
+    reshoot(tiny_pipe, made, "02_01", seed=3, progress=False)
+    assert np.array_equal(read_video(made / "takes/02_01.take1.mp4"), original)
+    Run(made).use_take("02_01", 1)
+    assert np.array_equal(read_video(made / "shots/02_01.mp4"), original)

@@ -68,9 +68,17 @@ def keep_take(run: RunDirectory, state: dict, name: str, record: dict, prompt: s
 
 
 def keep_first_take(run: RunDirectory, state: dict, name: str, prompt: str) -> None:
-    """A shot about to be made again: its only take so far goes to takes/ first."""
-    if name not in state.get("takes", {}):
-        keep_take(run, state, name, state["shots"][name], prompt)
+    """A shot about to be made again: its only take so far goes to takes/ first. If a reshoot
+    stopped after saving it (before state.json said so), that saved copy is the take in use:
+    it is put back, since the stopped reshoot may have written over shots/ and tails/."""
+    if name in state.get("takes", {}):
+        return
+    video, tails = take_paths(run, name, 1)
+    if video.is_file():
+        shutil.copyfile(video, run.root / state["shots"][name]["video"])
+        for frame in tails.glob("*.png"):
+            shutil.copyfile(frame, run.tails / frame.name)
+    keep_take(run, state, name, state["shots"][name], prompt)
 
 
 def use_take(run: RunDirectory, state: dict, name: str, number: int) -> None:
