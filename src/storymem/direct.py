@@ -176,24 +176,20 @@ class RunMemory:
         rebuilt shot by shot from the keyframes each one added, then the policy and the edits):
         equal to what the shots were given, for a run made in one go, resumed or steered."""
         state, story = self.run.state(), self.run.story()
-        saved = MemoryBank.from_state(state["memory"])
-        bank = MemoryBank(saved.max_memory, saved.sink_size)
-        bank.extend(k for k in saved.archive if k.shot == "ref")  # the references come first
-        by_file = {k.file: k for k in saved.archive}
+        names = [s.name for s in story.shots]
         tags = {s.name: named_characters(s.prompt, story.character_names) for s in story.shots}
         policy = state["settings"].get("memory_policy", "official")
         cast, edits = state.get("cast", {}), _edits(state)
         memory = {}
-        for shot in story.shots:
-            if shot.name not in state["completed"]:
+        for i, name in enumerate(names):
+            if name not in state["completed"]:
                 break
             if state["settings"].get("method", "storymem") != "storymem":
-                memory[shot.name] = []  # the baselines have no memory
+                memory[name] = []  # the baselines have no memory
                 continue
-            made_before = edits[: state["shots"][shot.name].get("edits", 0)]
-            chosen = shot_memory(bank, shot.name, policy, tags, cast, made_before)
-            memory[shot.name] = [k.file for k in chosen]
-            bank.extend(by_file[f] for f in state["shots"][shot.name]["keyframes"])
+            made_before = edits[: state["shots"][name].get("edits", 0)]
+            chosen = shot_memory(bank_of(state, names[:i]), name, policy, tags, cast, made_before)
+            memory[name] = [k.file for k in chosen]
         return memory
 
     # ------------------------------------------------------------------ edits

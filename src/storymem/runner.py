@@ -213,7 +213,9 @@ class StoryRunner:
             state["finished"] = False
             write_json(run.state_file, state)
             if then == "keep" and len(state["completed"]) < len(names):  # a stopped run stays stopped
-                return StoryResult(run.root, run.video, run.storyboard, len(names), time.perf_counter() - start, 1), take
+                return StoryResult(
+                    run.root, run.video, run.storyboard, len(names), time.perf_counter() - start, 1
+                ), take
         return self.run(story, out_dir, settings, resume=True, progress=progress), take
 
     def _start(self, run: RunDirectory, story: Story, settings: RunSettings, weights: dict) -> tuple[dict, MemoryBank]:
@@ -291,18 +293,19 @@ class StoryRunner:
         self._tags = {s.name: named_characters(s.prompt, story.character_names) for s in shots}
         self._cast = state.get("cast", {})
         self._edits = [Edit.from_record(e) for e in state.get("edits", [])]
+        names = [s.name for s in shots]
         # The chain baseline runs the plain experts: the LoRA is switched off once for the run.
         with contextlib.nullcontext() if ours else self.pipe.lora_disabled():
             for shot in todo:
                 previous = shots[shot.global_index - 1] if shot.global_index else None
                 prefix = keyframe_prefix(state, shot.name)
                 record = self._generate(run, shot, previous, bank, settings, embeds, prefix=prefix)
-                record["upstream"] = upstream(state, [s.name for s in shots[: shot.global_index]])
+                record["upstream"] = upstream(state, names[: shot.global_index])
                 state["completed"].append(shot.name)
                 state["shots"][shot.name] = record
                 if shot.name in state.get("takes", {}):  # made again (a reshoot's redo): one more take
                     keep_take(run, state, shot.name, record, shot.prompt)
-                state["stale"] = stale_shots(state, [s.name for s in shots])
+                state["stale"] = stale_shots(state, names)
                 state["memory"] = bank.state()
                 write_json(run.state_file, state)
                 if self.release_t2v and not self._may_need_t2v(settings, bank):
