@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("toy-shape-copy.json"))
     parser.add_argument("--count", type=int, default=60, help="examples (a multiple of 3 keeps the shapes even)")
     parser.add_argument("--weights", type=Path, default=None, help="toy weights folder (default: the package's)")
-    parser.add_argument("--no-lora", action="store_true", help="the base model reads memory without the M2V LoRA")
+    parser.add_argument("--no-lora", action="store_true", help="no M2V LoRA even where the weights folder has one")
     parser.add_argument("--seed", type=int, default=0, help="examples and generation seed")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the preset's)")
     args = parser.parse_args()
@@ -120,11 +120,15 @@ def main() -> None:
         for condition, video in generate(pipe, look, target, other, args.seed + i, args.guidance).items():
             records.append({"condition": condition, "truth": look, "found": video_look(video, target.place)})
     summary = summarise(records)
-    result = {"weights": str(args.weights or "shipped"), "lora": not args.no_lora, "guidance": args.guidance}
+    result = {
+        "weights": str(args.weights or "shipped"),
+        "lora": pipe.lora_variant is not None,
+        "guidance": args.guidance,
+    }
     write_json(args.out, result | {"summary": summary})
 
     print(f"{args.count} examples in {time.perf_counter() - start:.0f}s; weights: {args.weights or 'shipped'}"
-          f"{' (no LoRA)' if args.no_lora else ''}{f', guidance {args.guidance}' if args.guidance else ''}")  # fmt: skip
+          f"{'' if pipe.lora_variant else ' (no LoRA)'}{f', guidance {args.guidance}' if args.guidance else ''}")  # fmt: skip
     print(f"{'condition':14s} " + " ".join(f"{c:>8s}" for c in (*ATTRIBUTES, "look")))
     for condition, row in summary.items():
         print(f"{condition:14s} " + " ".join(f"{row[c]:8.3f}" for c in (*ATTRIBUTES, "look")))

@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=3, help="memory frames per example")
     parser.add_argument("--sigma", type=float, default=0.9, help="noise level of the shot (0-1)")
     parser.add_argument("--weights", type=Path, default=None, help="toy weights folder (default: the package's)")
-    parser.add_argument("--no-lora", action="store_true", help="the base model reads memory without the M2V LoRA")
+    parser.add_argument("--no-lora", action="store_true", help="no M2V LoRA even where the weights folder has one")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.count < 10:
@@ -205,7 +205,7 @@ def main() -> None:
         args.out,
         {
             "weights": str(args.weights or "shipped"),
-            "lora": not args.no_lora,
+            "lora": pipe.lora_variant is not None,
             "examples": args.count,
             "memory_frames": args.memory,
             "sigma": args.sigma,
@@ -214,7 +214,7 @@ def main() -> None:
     )
     print(
         f"{args.count} examples in {time.perf_counter() - start:.0f}s; weights: {args.weights or 'shipped'}"
-        f"{' (no LoRA)' if args.no_lora else ''}; sigma {args.sigma}; {args.memory} memory frames"
+        f"{'' if pipe.lora_variant else ' (no LoRA)'}; sigma {args.sigma}; {args.memory} memory frames"
     )
     print("shape named by a linear probe of the hidden states (test accuracy; chance 0.33)")
     print(f"{'layer':>5s}  " + "  ".join(f"{name:>19s}" for name in FEATURES))
